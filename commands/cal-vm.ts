@@ -1,0 +1,262 @@
+/**
+ * cal-vm: workspace lifecycle. Thin: parses arguments, calls lib/, emits records.
+ *
+ *   cal-vm init NAME [--cpu N] [--memory MB] [--disk GB] [--image REF] [--provider P]
+ *   cal-vm start|stop|destroy|status|ip|health NAME|-
+ *   cal-vm ssh NAME [COMMAND]      cal-vm exec NAME -- ARGV...
+ *   cal-vm list                    cal-vm cleanup [--stopped] [--all] [--cache]
+ */
+
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import pc from "picocolors";
+import {
+  type Context,
+  namesOrStdin,
+  newContext,
+  outputOptions,
+  rootProgram,
+  runAsProcess,
+  runProgram,
+} from "../lib/cli.ts";
+import { wrongState } from "../lib/errors.ts";
+import { health, list, status } from "../lib/inspect.ts";
+import { init, start, stop } from "../lib/lifecycle.ts";
+import { ago, table } from "../lib/output.ts";
+import { PROVIDERS } from "../lib/providers/registry.ts";
+import type { CheckRecord, WorkspaceRecord } from "../lib/records.ts";
+import { quoteArgs } from "../lib/shell.ts";
+import { cleanup, destroy } from "../lib/teardown.ts";
+import { load, withGuest } from "../lib/workspace.ts";
+
+function positiveInt(what: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n <= 0) {
+      throw new InvalidArgumentError(`${what} must be a positive whole number.`);
+    }
+    return n;
+  };
+}
+
+const stateColor = (s: string) =>
+  s === "running"
+    ? pc.green(s)
+    : s === "stopped"
+    ? s
+    : s === "suspended"
+    ? pc.yellow(s)
+    : pc.red(s);
+
+export function workspaceTable(rs: WorkspaceRecord[]): string {
+  if (!rs.length) return "No workspaces yet. Create one with `cal-vm init NAME`.";
+  return table(
+    ["name", "state", "provider", "cpu", "memory", "disk", "size", "created"],
+    rs.map((r) => [
+      r.workspace,
+      stateColor(r.state),
+      r.provider,
+      String(r.cpu),
+      `${r.memory} MB`,
+      `${r.disk} GB`,
+      r.size_gb === undefined ? "-" : `${r.size_gb} GB`,
+      ago(r.created_at),
+    ]),
+  ) + rs.filter((r) => r.problem).map((r) => `\n${r.workspace}: ${r.problem}`).join("");
+}
+
+export function statusText(r: WorkspaceRecord): string {
+  const lines = [
+    `VM: ${r.workspace} (${stateColor(r.state)})`,
+    ...(r.ip ? [`IP: ${r.ip}`] : []),
+    `Provider: ${r.provider} (${r.vm})`,
+    `Resources: ${r.cpu} CPU, ${r.memory} MB memory, ${r.disk} GB disk` +
+    (r.size_gb !== undefined ? ` (${r.size_gb} GB used on the host)` : ""),
+    `Image: ${r.base_image}`,
+    `Agent: ${r.agent ?? "(none)"}`,
+    `Environments: ${r.environments.length ? r.environments.join(", ") : "(none)"}`,
+    `Created: ${ago(r.created_at)}`,
+  ];
+  if (r.problem) lines.push(pc.red(`Problem: ${r.problem}`));
+  return lines.join("\n");
+}
+
+function checksText(rs: CheckRecord[]): string {
+  return rs.map((c) => `${c.ok ? pc.green("✓") : pc.red("✗")} ${c.check}: ${c.detail}`).join("\n");
+}
+
+export function program(ctx: Context): Command {
+  const out = ctx.out;
+  const p = rootProgram("cal-vm", "Create, start, stop and inspect isolated workspaces.");
+
+  outputOptions(
+    p.command("init").description("create a workspace: a new VM cloned from the base image")
+      .argument("<name>", "workspace name (lowercase letters, digits, - _ .)")
+      .option("--cpu <n>", "CPU cores", positiveInt("--cpu"))
+      .option("--memory <mb>", "memory in MB", positiveInt("--memory"))
+      .option("--disk <gb>", "disk size in GB", positiveInt("--disk"))
+      .option("--image <ref>", "base image (default from config)")
+      .option("--provider <name>", `where the workspace runs: ${PROVIDERS.join(", ")}`),
+  ).action(async (name, o) => {
+    if (o.provider && !(PROVIDERS as readonly string[]).includes(o.provider)) {
+      const { usageError } = await import("../lib/errors.ts");
+      throw usageError(`Unknown provider "${o.provider}".`, `Use one of: ${PROVIDERS.join(", ")}.`);
+    }
+    const r = await init(name, await ctx.config(), {
+      settings: {
+        ...(o.cpu ? { cpu: o.cpu } : {}),
+        ...(o.memory ? { memory: o.memory } : {}),
+        ...(o.disk ? { disk_size: o.disk } : {}),
+        ...(o.image ? { base_image: o.image } : {}),
+        ...(o.provider ? { provider: o.provider as "tart" } : {}),
+      },
+    }, out);
+    out.records(
+      [r],
+      ([r]) =>
+        `Created workspace "${r.workspace}" (${r.provider} VM ${r.vm}: ${r.cpu} CPU, ${r.memory} MB, ` +
+        `${r.disk} GB).\nStart it with \`cal-vm start ${r.workspace}\`.`,
+    );
+  });
+
+  outputOptions(
+    p.command("start").description("start a workspace and wait until SSH works")
+      .argument("<name>", "workspace name, or - for records on stdin")
+      .option("--headless", "no window (the default)")
+      .option("--vnc", "also start a VNC server for the GUI")
+      .option("--timeout <seconds>", "how long to wait for the guest", positiveInt("--timeout")),
+  ).action(async (name, o) => {
+    for (const n of await namesOrStdin(name)) {
+      const r = await start(n, await ctx.config(), { vnc: o.vnc, timeout: o.timeout }, out);
+      out.records(
+        [r],
+        ([r]) =>
+          `Workspace "${r.workspace}" is running at ${r.ip}. Connect with \`cal-vm ssh ${r.workspace}\`.`,
+      );
+    }
+  });
+
+  outputOptions(
+    p.command("stop").description("flush the guest's disks and stop the workspace")
+      .argument("<name>", "workspace name, or - for records on stdin")
+      .option("--force", "stop at once, without flushing the guest's disks"),
+  ).action(async (name, o) => {
+    for (const n of await namesOrStdin(name)) {
+      const r = await stop(n, { force: o.force }, out);
+      out.records([r], ([r]) => `Stopped workspace "${r.workspace}".`);
+    }
+  });
+
+  outputOptions(
+    p.command("destroy").description("delete a workspace, its VM, its snapshots and metadata")
+      .argument("<name>", "workspace name, or - for records on stdin")
+      .option("-y, --yes", "do not ask for confirmation")
+      .option("--force", "stop a running workspace first"),
+  ).action(async (name, o) => {
+    for (const n of await namesOrStdin(name)) {
+      const r = await destroy(n, { yes: o.yes, force: o.force }, out);
+      out.records([r], ([r]) => `Destroyed workspace "${r.workspace}".`);
+    }
+  });
+
+  outputOptions(p.command("list").alias("ls").description("list workspaces"))
+    .action(async () => {
+      out.records(await list(), workspaceTable);
+    });
+
+  outputOptions(
+    p.command("status").description("show a workspace's state, address, resources and setup")
+      .argument("<name>", "workspace name, or - for records on stdin"),
+  ).action(async (name) => {
+    for (const n of await namesOrStdin(name)) {
+      out.records([await status(n)], ([r]) => statusText(r));
+    }
+  });
+
+  outputOptions(
+    p.command("ip").description("print a running workspace's IP address")
+      .argument("<name>", "workspace name"),
+  ).action(async (name, o) => {
+    const w = await load(name);
+    const ep = await w.provider.endpoint(w.machine);
+    const info = ep ? undefined : await w.provider.get(w.machine);
+    if (!ep) {
+      throw wrongState(
+        `Workspace "${name}" has no IP address (${info?.state ?? "its machine is gone"}).`,
+        `Start it with \`cal-vm start ${name}\`.`,
+        name,
+      );
+    }
+    // A scalar, like `tart ip`: plain text unless --json is asked for explicitly.
+    if (o.json) out.record({ ...(await status(name)), ip: ep.host });
+    else out.raw(ep.host + "\n");
+  });
+
+  p.command("ssh").description("open a shell in the workspace, or run one command line")
+    .argument("<name>", "workspace name")
+    .argument("[command...]", "a command line for the guest's shell (quote it as one argument)")
+    .action(async (name, words) => {
+      const w = await load(name);
+      ctx.exitCode = await withGuest(
+        w,
+        (g) => g.interactive(words.length ? words.join(" ") : undefined),
+      );
+      await explain255(ctx, w);
+    });
+
+  p.command("exec").description("run a program in the workspace, arguments passed exactly")
+    .argument("<name>", "workspace name")
+    .argument("<argv...>", "the program and its arguments (put -- before them)")
+    .action(async (name, argv) => {
+      const w = await load(name);
+      ctx.exitCode = await withGuest(w, (g) => g.interactive(quoteArgs(argv)));
+      await explain255(ctx, w);
+    });
+
+  outputOptions(
+    p.command("health").description("check that a workspace is up and reachable")
+      .argument("<name>", "workspace name, or - for records on stdin"),
+  ).action(async (name) => {
+    for (const n of await namesOrStdin(name)) {
+      const checks = await health(n, await ctx.config());
+      out.records(checks, checksText);
+      if (checks.some((c) => !c.ok)) ctx.exitCode = 1;
+    }
+  });
+
+  outputOptions(
+    p.command("cleanup").description("remove half-made workspaces and machines left behind")
+      .option("--stopped", "also destroy every stopped workspace")
+      .option("--all", "destroy every workspace (running ones are stopped)")
+      .option("--cache", "also prune image caches unused for 30 days")
+      .option("-y, --yes", "do not ask for confirmation"),
+  ).action(async (o) => {
+    const providers = [...PROVIDERS];
+    const removed = await cleanup(o, providers, out);
+    out.records(
+      removed,
+      (rs) => rs.length ? rs.map((r) => `Destroyed workspace "${r.workspace}".`).join("\n") : "",
+    );
+  });
+
+  return p;
+}
+
+/** ssh's exit 255 is ambiguous: say so when the workspace turned out not to be running. */
+async function explain255(ctx: Context, w: Awaited<ReturnType<typeof load>>) {
+  if (ctx.exitCode !== 255) return;
+  const info = await w.provider.get(w.machine);
+  if (info?.state !== "running") {
+    throw wrongState(
+      `Workspace "${w.vm.name}" is not running (${info?.state ?? "its machine is gone"}).`,
+      `Start it with \`cal-vm start ${w.vm.name}\`.`,
+      w.vm.name,
+    );
+  }
+}
+
+export async function main(args: string[]): Promise<number> {
+  const ctx = newContext(args);
+  return await runProgram(program(ctx), args, ctx);
+}
+
+if (import.meta.main) await runAsProcess(main);

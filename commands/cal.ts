@@ -1,0 +1,105 @@
+/**
+ * cal: the dispatcher. `cal <noun> ...` runs `cal-<noun>` in-process (no second Deno start),
+ * `cal isolation <verb> ...` (alias `cal iso`) maps the spec's surface onto the micro-commands,
+ * and calendar-style invocations go to the system's `cal(1)`.
+ */
+
+import pc from "picocolors";
+import { isCalendarInvocation, runCalendar } from "../lib/calendar.ts";
+import { runAsProcess } from "../lib/cli.ts";
+import { VERSION } from "../lib/version.ts";
+
+type Main = (args: string[]) => Promise<number>;
+
+/** The micro-commands, loaded only when used (completion runs cal on every Tab). */
+export const NOUNS: Record<string, { describe: string; load: () => Promise<{ main: Main }> }> = {
+  vm: { describe: "workspace lifecycle (cal-vm)", load: () => import("./cal-vm.ts") },
+};
+
+/** `cal isolation <verb>` → `cal-<noun> [<verb>]`, so the spec's examples work word for word. */
+export const ISOLATION: Record<string, { noun: string; verb?: string }> = {
+  init: { noun: "vm", verb: "init" },
+  start: { noun: "vm", verb: "start" },
+  stop: { noun: "vm", verb: "stop" },
+  destroy: { noun: "vm", verb: "destroy" },
+  list: { noun: "vm", verb: "list" },
+  status: { noun: "vm", verb: "status" },
+  ip: { noun: "vm", verb: "ip" },
+  ssh: { noun: "vm", verb: "ssh" },
+  exec: { noun: "vm", verb: "exec" },
+  health: { noun: "vm", verb: "health" },
+  cleanup: { noun: "vm", verb: "cleanup" },
+};
+
+function overview(): string {
+  const nouns = Object.entries(NOUNS).map(([n, d]) => `  cal ${n.padEnd(10)} ${d.describe}`);
+  return [
+    `${
+      pc.bold("cal")
+    } ${VERSION}: run coding agents at full power in disposable, isolated workspaces.`,
+    "",
+    "Usage:",
+    "  cal isolation <verb> ...   the spec's surface (alias: cal iso)",
+    ...nouns,
+    "",
+    `Isolation verbs: ${Object.keys(ISOLATION).join(", ")}`,
+    "",
+    "Start here:",
+    "  cal isolation init my-workspace",
+    "  cal isolation start my-workspace",
+    "  cal isolation ssh my-workspace",
+    "",
+    "Every command takes --help. Calendar invocations (cal 2026, cal -3) run the system's cal(1).",
+  ].join("\n");
+}
+
+function fail(message: string, hint: string): number {
+  Deno.stderr.writeSync(new TextEncoder().encode(`error: ${message}\n${hint}\n`));
+  return 2;
+}
+
+export async function main(args: string[]): Promise<number> {
+  if (!args.length || ["-h", "--help", "help"].includes(args[0])) {
+    console.log(overview());
+    return 0;
+  }
+  if (args[0] === "-V" || args[0] === "--version") {
+    console.log(VERSION);
+    return 0;
+  }
+  if (isCalendarInvocation(args)) {
+    const code = await runCalendar(args);
+    if (code !== undefined) return code;
+    return fail(
+      `"cal ${args.join(" ")}" looks like a calendar request, and no system calendar is installed.`,
+      "This cal is the Coding Agent Loader; install your system's cal(1) (e.g. `apt-get install ncal`) for calendars.",
+    );
+  }
+  const [first, ...rest] = args;
+  if (first === "isolation" || first === "iso") {
+    const [verb, ...more] = rest;
+    if (!verb || verb === "--help" || verb === "-h") {
+      console.log(overview());
+      return verb ? 0 : 2;
+    }
+    const target = ISOLATION[verb];
+    if (!target) {
+      return fail(
+        `"${verb}" is not a cal isolation verb.`,
+        `Known verbs: ${Object.keys(ISOLATION).join(", ")}.`,
+      );
+    }
+    const mod = await NOUNS[target.noun].load();
+    return await mod.main(target.verb ? [target.verb, ...more] : more);
+  }
+  const noun = NOUNS[first];
+  if (!noun) {
+    return fail(
+      `"${first}" is not a cal command.`,
+      `Run \`cal --help\`; commands: ${Object.keys(NOUNS).join(", ")}, isolation.`,
+    );
+  }
+  return await (await noun.load()).main(rest);
+}
+
+if (import.meta.main) await runAsProcess(main);

@@ -1,0 +1,105 @@
+/**
+ * What every cal command shares: the commander setup (usage errors exit 2), the output mode
+ * flags, lazily loaded configuration, names from arguments or stdin records, and the mapping of
+ * errors to exit codes.
+ */
+
+import { Command, CommanderError, type OptionValues } from "@commander-js/extra-typings";
+import { type Config, loadConfig } from "./config.ts";
+import { asCalError, CalError, ExitCode, usageError } from "./errors.ts";
+import { ClosedPipe, namesFromStdin, Output } from "./output.ts";
+import { VERSION } from "./version.ts";
+
+export interface Context {
+  out: Output;
+  config(): Promise<Config>;
+  /** The exit code the command wants (e.g. a remote command's), when it did not fail. */
+  exitCode: number;
+}
+
+/** Whether `--json`/`--human` appear among the options (before any `--`). */
+function outputFlags(args: string[]): { json: boolean; human: boolean } {
+  const end = args.indexOf("--");
+  const opts = end < 0 ? args : args.slice(0, end);
+  return { json: opts.includes("--json"), human: opts.includes("--human") };
+}
+
+export function newContext(args: string[]): Context {
+  let config: Promise<Config> | undefined;
+  return {
+    out: new Output(outputFlags(args)),
+    config: () => (config ??= loadConfig()),
+    exitCode: 0,
+  };
+}
+
+/** A root program whose parse errors become usage errors instead of exiting the process. */
+export function rootProgram(name: string, description: string): Command {
+  const p = new Command(name)
+    .description(description)
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
+      writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
+    });
+  return p as unknown as Command;
+}
+
+/** Adds the output-mode flags every verb takes. */
+// deno-lint-ignore no-explicit-any
+export function outputOptions<A extends any[], O extends OptionValues, G extends OptionValues>(
+  c: Command<A, O, G>,
+) {
+  return c.option("--json", "print NDJSON records (the default when stdout is not a terminal)")
+    .option("--human", "print tables and text even when stdout is not a terminal");
+}
+
+/** Expands `-` into the names carried by records on stdin. */
+export async function namesOrStdin(name: string, field = "workspace"): Promise<string[]> {
+  if (name !== "-") return [name];
+  if (Deno.stdin.isTerminal()) {
+    throw usageError(
+      "`-` reads records from stdin, but stdin is a terminal.",
+      "Pipe records in, e.g. `cal-vm list --json | jq -c 'select(.state==\"stopped\")' | cal-vm destroy - --yes`.",
+    );
+  }
+  return await namesFromStdin(field);
+}
+
+/**
+ * Parses and runs a program, returning the process exit code: 0, the documented codes for
+ * CalErrors, 2 for usage errors, 0 for a closed stdout pipe.
+ */
+export async function runProgram(program: Command, args: string[], ctx: Context): Promise<number> {
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return ctx.exitCode;
+  } catch (e) {
+    if (e instanceof ClosedPipe) return 0;
+    if (e instanceof CommanderError) {
+      if (["commander.helpDisplayed", "commander.version", "commander.help"].includes(e.code)) {
+        return 0;
+      }
+      // commander already printed "error: …"; add the next step.
+      const cmd = program.name();
+      Deno.stderr.writeSync(new TextEncoder().encode(`Run \`${cmd} --help\` for usage.\n`));
+      if (ctx.out.json) {
+        ctx.out.error(new CalError(e.message.replace(/^error: /, ""), { code: "usage", exit: 2 }));
+      }
+      return ExitCode.usage;
+    }
+    const err = asCalError(e);
+    try {
+      ctx.out.error(err);
+    } catch { /* nowhere left to report */ }
+    return err.exit;
+  }
+}
+
+/** Runs a command module's `main` as a process and exits with its code. */
+export async function runAsProcess(main: (args: string[]) => Promise<number>): Promise<never> {
+  const code = await main(Deno.args);
+  Deno.exit(code);
+}

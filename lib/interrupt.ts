@@ -1,0 +1,35 @@
+/**
+ * Cleaning up when a command is interrupted (Ctrl-C, SIGTERM): registered steps run newest
+ * first, then the process exits 130. A SIGKILL cannot be caught; what it leaves behind is marked
+ * in the store (`status: creating`) and reported by `list`, `status` and `cleanup`.
+ */
+
+type Step = () => Promise<void> | void;
+const steps: Step[] = [];
+let installed = false;
+let running = false;
+
+async function handle() {
+  if (running) return;
+  running = true;
+  for (const step of steps.reverse()) {
+    try {
+      await step();
+    } catch { /* keep cleaning what can be cleaned */ }
+  }
+  Deno.exit(130);
+}
+
+/** Runs `step` if the process is interrupted before the returned disposer is called. */
+export function onInterrupt(step: Step): () => void {
+  if (!installed) {
+    installed = true;
+    Deno.addSignalListener("SIGINT", handle);
+    Deno.addSignalListener("SIGTERM", handle);
+  }
+  steps.push(step);
+  return () => {
+    const i = steps.lastIndexOf(step);
+    if (i >= 0) steps.splice(i, 1);
+  };
+}

@@ -1,0 +1,329 @@
+/**
+ * Workspace lifecycle: init, start (with the readiness probe), stop, destroy, cleanup.
+ *
+ * Each verb holds the workspace's lock while it changes anything, checks state before it acts
+ * (exit 4, nothing changed, when the state is wrong), and leaves nothing half-made: init marks
+ * its workspace `creating` until it has finished and removes it on failure or interrupt.
+ */
+
+import { join } from "node:path";
+import { type Config, resolveVmSettings, type VmSettings } from "./config.ts";
+import { CalError, ExitCode, notFound, wrongState } from "./errors.ts";
+import { Guest } from "./guest/ssh.ts";
+import { onInterrupt } from "./interrupt.ts";
+import { validateName } from "./names.ts";
+import type { Output } from "./output.ts";
+import { expandHome, paths } from "./paths.ts";
+import type { StartResult } from "./provider.ts";
+import { getProvider } from "./providers/registry.ts";
+import { exists, readVm, removeVmDir, type VmFile, withLock, writeVm } from "./store.ts";
+import { load, type Loaded, machineName, toRecord } from "./workspace.ts";
+import type { WorkspaceRecord } from "./records.ts";
+
+export interface InitOptions {
+  settings: Partial<VmSettings>;
+  template?: { name: string; resources?: Partial<VmSettings> };
+  environments?: string[];
+  agent?: string;
+}
+
+const waitMessage = (out: Output, name: string) => () =>
+  out.event("waiting", `Waiting for another cal command on "${name}" to finish…`, {
+    workspace: name,
+  });
+
+export async function init(
+  name: string,
+  config: Config,
+  opts: InitOptions,
+  out: Output,
+): Promise<WorkspaceRecord> {
+  validateName(name);
+  const s = resolveVmSettings(config, opts.template?.resources, opts.settings);
+  const provider = getProvider(s.provider);
+  await provider.ensureAvailable();
+  const machine = machineName(name);
+
+  return await withLock(name, async () => {
+    if (await exists(paths.vmDir(name))) {
+      const vm = await readVm(name).catch(() => undefined);
+      throw wrongState(
+        vm?.status === "creating"
+          ? `An earlier \`cal-vm init ${name}\` was interrupted and left a half-made workspace.`
+          : `Workspace "${name}" already exists.`,
+        vm?.status === "creating"
+          ? `Remove it with \`cal-vm destroy ${name} --yes\`, then run init again.`
+          : `Use it (\`cal-vm start ${name}\`) or pick another name.`,
+        name,
+      );
+    }
+    // `tart clone` overwrites silently: never clobber a machine cal did not create here.
+    if (await provider.get(machine)) {
+      throw wrongState(
+        `A ${provider.name} machine named "${machine}" already exists, and no workspace owns it.`,
+        `Delete it (\`cal-vm cleanup\` removes machines left by cal) or pick another name.`,
+        name,
+      );
+    }
+    const vm: VmFile = {
+      name,
+      base_image: s.base_image,
+      created_at: new Date().toISOString(),
+      provider: provider.name,
+      vm: machine,
+      status: "creating",
+      ...(opts.template ? { template: opts.template.name } : {}),
+      resources: { cpu: s.cpu, memory: s.memory, disk_size: s.disk_size },
+      user: s.user,
+      output_dir: join(expandHome(config.output.sync_dir), name),
+      ...(opts.agent ? { agent: opts.agent } : {}),
+      environments: opts.environments ?? [],
+    };
+    await writeVm(vm);
+    const undo = async () => {
+      await provider.delete(machine).catch(() => {});
+      await removeVmDir(name);
+    };
+    const dispose = onInterrupt(undo);
+    try {
+      out.event("clone", `Creating ${machine} from ${s.base_image}…`, { workspace: name });
+      await provider.clone(
+        s.base_image,
+        machine,
+        (line) => out.event("progress", line.trim(), { workspace: name }),
+      );
+      await provider.configure(machine, {
+        cpu: s.cpu,
+        memory: s.memory,
+        diskSize: s.disk_size,
+        uniqueIdentity: true,
+      });
+      vm.status = "ready";
+      await writeVm(vm);
+    } catch (e) {
+      await undo();
+      throw e;
+    } finally {
+      dispose();
+    }
+    return toRecord({ vm, provider, machine }, {
+      name: machine,
+      state: "stopped",
+      cpu: s.cpu,
+      memory: s.memory,
+      disk: s.disk_size,
+    });
+  }, waitMessage(out, name));
+}
+
+function usable(w: Loaded): void {
+  if (w.vm.status === "creating") {
+    throw wrongState(
+      `Workspace "${w.vm.name}" was never finished: its init was interrupted.`,
+      `Remove it with \`cal-vm destroy ${w.vm.name} --yes\` and run init again.`,
+      w.vm.name,
+    );
+  }
+}
+
+export interface StartOptions {
+  vnc?: boolean;
+  /** Seconds to wait for an IP and an SSH login. */
+  timeout?: number;
+}
+
+export async function start(
+  name: string,
+  config: Config,
+  opts: StartOptions,
+  out: Output,
+): Promise<WorkspaceRecord> {
+  validateName(name);
+  return await withLock(name, async () => {
+    const w = await load(name);
+    usable(w);
+    await w.provider.ensureAvailable();
+    const info = await w.provider.get(w.machine);
+    if (!info) {
+      throw notFound(
+        `Workspace "${name}"'s machine ${w.machine} is gone.`,
+        `Remove the workspace with \`cal-vm destroy ${name}\` and create it again.`,
+        name,
+      );
+    }
+    if (info.state === "running") {
+      throw wrongState(
+        `Workspace "${name}" is already running.`,
+        `Connect with \`cal-vm ssh ${name}\`, or stop it first with \`cal-vm stop ${name}\`.`,
+        name,
+      );
+    }
+    await w.provider.checkCapacity(w.machine);
+    const outputDir = w.vm.output_dir ?? join(expandHome(config.output.sync_dir), name);
+    for (const sub of ["builds", "test-results", "logs"]) {
+      await Deno.mkdir(join(outputDir, sub), { recursive: true });
+    }
+    const logFile = join(paths.vmDir(name), "vm.log");
+    out.event("start", `Starting ${w.machine}…`, { workspace: name });
+    const started = await w.provider.start(w.machine, {
+      outputDir,
+      logFile,
+      vnc: opts.vnc,
+      options: w.vm.options,
+    });
+    const timeout = opts.timeout ?? config.vm.boot_timeout;
+    const ep = await waitReady(w, started, config, timeout, out, logFile);
+    if (opts.vnc) {
+      const log = await Deno.readTextFile(logFile).catch(() => "");
+      const url = log.slice(started.logOffset ?? 0).match(/vnc:\/\/\S+/)?.[0];
+      if (url) out.event("vnc", `VNC: ${url.replace(/\.\.\.$/, "")}`, { workspace: name, url });
+    }
+    return toRecord(w, await w.provider.get(w.machine), ep);
+  }, waitMessage(out, name));
+}
+
+/**
+ * Waits until the guest has an address and a real SSH login with the workspace key works,
+ * installing the key with the image's password on first contact.
+ */
+async function waitReady(
+  w: Loaded,
+  started: StartResult,
+  config: Config,
+  timeoutSeconds: number,
+  out: Output,
+  logFile: string,
+): Promise<string> {
+  const name = w.vm.name;
+  const t0 = Date.now();
+  const deadline = t0 + timeoutSeconds * 1000;
+  let exited: { code: number; log: string } | undefined;
+  started.exited?.then((e) => (exited = e));
+  let host: string | undefined;
+  let keyInstalled = false;
+  let lastReason = "";
+  let said = false;
+  while (Date.now() < deadline) {
+    if (exited) throw startFailed(w, exited, logFile);
+    const ep = await w.provider.endpoint(w.machine);
+    if (ep) {
+      host = ep.host;
+      const guest = new Guest(name, ep, w.vm.user);
+      await guest.prepare();
+      const probe = await guest.probe(2);
+      if (probe.ok) {
+        const secs = ((Date.now() - t0) / 1000).toFixed(1);
+        out.event("ready", `Workspace "${name}" is ready at ${ep.host} (${secs} s).`, {
+          workspace: name,
+          ip: ep.host,
+          seconds: Number(secs),
+        });
+        return ep.host;
+      }
+      lastReason = probe.reason;
+      if (/Permission denied/.test(probe.reason)) {
+        if (keyInstalled) {
+          throw new CalError(
+            `The guest of "${name}" refuses cal's SSH key even after cal installed it.`,
+            {
+              code: "ssh-failed",
+              hint: "Check the guest's sshd settings (PubkeyAuthentication, AuthorizedKeysFile) " +
+                `and ~/.ssh permissions; the VM is still running: \`cal-vm stop ${name}\`.`,
+              workspace: name,
+            },
+          );
+        }
+        out.event("key", `Installing cal's SSH key in "${name}" (first contact)…`, {
+          workspace: name,
+        });
+        await guest.installKey(config.vm.password);
+        keyInstalled = true;
+        continue;
+      }
+    } else if (!said) {
+      said = true;
+      out.event("waiting", `Waiting for "${name}" to get an IP address…`, { workspace: name });
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  if (exited) throw startFailed(w, exited, logFile);
+  throw new CalError(
+    host
+      ? `Workspace "${name}" got the IP ${host} but no SSH login worked within ${timeoutSeconds} s` +
+        (lastReason ? ` (${lastReason.split("\n").pop()}).` : ".")
+      : `Workspace "${name}" got no IP address within ${timeoutSeconds} s.`,
+    {
+      code: "timeout",
+      exit: ExitCode.failed,
+      hint:
+        `It is still running. Look at its log (${logFile}) or its screen (\`cal-vm stop ${name}\`, ` +
+        `then \`cal-vm start ${name} --vnc\`), or wait longer with --timeout.`,
+      workspace: name,
+    },
+  );
+}
+
+function startFailed(w: Loaded, e: { code: number; log: string }, logFile: string): CalError {
+  const said = e.log.split("\n").map((l) => l.trim()).filter(Boolean).pop() ?? "no message";
+  if (/exceeds the system limit/.test(e.log)) {
+    return new CalError(`Could not start "${w.vm.name}": ${said}`, {
+      code: "vm-limit",
+      exit: ExitCode.wrongState,
+      hint: "macOS allows two running macOS VMs; stop one with `cal-vm stop NAME` and retry.",
+      workspace: w.vm.name,
+    });
+  }
+  if (/already running/.test(e.log)) {
+    return wrongState(`Could not start "${w.vm.name}": ${said}`, undefined, w.vm.name);
+  }
+  return new CalError(`The machine of "${w.vm.name}" stopped while starting: ${said}`, {
+    code: "provider-failed",
+    hint: `See its log: ${logFile}.`,
+    workspace: w.vm.name,
+  });
+}
+
+export async function stop(
+  name: string,
+  opts: { force?: boolean },
+  out: Output,
+): Promise<WorkspaceRecord> {
+  validateName(name);
+  return await withLock(name, async () => {
+    const w = await load(name);
+    usable(w);
+    const info = await w.provider.get(w.machine);
+    if (info?.state !== "running") {
+      throw wrongState(
+        `Workspace "${name}" is not running (${info ? info.state : "its machine is gone"}).`,
+        info ? "Nothing to stop." : `Remove it with \`cal-vm destroy ${name}\`.`,
+        name,
+      );
+    }
+    await stopMachine(w, !!opts.force, out);
+    return toRecord(w, await w.provider.get(w.machine));
+  }, waitMessage(out, name));
+}
+
+/** Flushes the guest's disks (unless forced), closes SSH, and stops the machine. */
+export async function stopMachine(w: Loaded, force: boolean, out: Output): Promise<void> {
+  const ep = await w.provider.endpoint(w.machine);
+  if (ep) {
+    const guest = new Guest(w.vm.name, ep, w.vm.user);
+    await guest.prepare();
+    if (!force) {
+      // The provider's stop is a hard power-off: recent writes are lost without a flush.
+      out.event("sync", `Flushing "${w.vm.name}"'s disks…`, { workspace: w.vm.name });
+      const r = await guest.sh("sync", { timeoutMs: 30_000 }).catch((e) => e);
+      if (r instanceof Error || r.code !== 0) {
+        out.warn(
+          `Could not flush the guest's disks; recent writes may be lost. Stopping anyway.`,
+          w.vm.name,
+        );
+      }
+    }
+    await guest.close();
+  }
+  out.event("stop", `Stopping ${w.machine}…`, { workspace: w.vm.name });
+  await w.provider.stop(w.machine, { timeoutSeconds: force ? 0 : 30 });
+}

@@ -1,0 +1,116 @@
+/**
+ * Running host programs: captured, with a timeout that kills the whole process group, and with a
+ * clear error when the program is not installed.
+ */
+
+import { CalError, ExitCode } from "./errors.ts";
+
+export interface RunOptions {
+  /** Text fed to the child's stdin (secrets travel this way, never in argv). */
+  stdin?: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Kill the child's whole process group after this many milliseconds. */
+  timeoutMs?: number;
+  /** How to install the program, for the error when it is missing. */
+  installHint?: string;
+  /** Called with each line of stdout as it arrives. */
+  onLine?: (line: string) => void;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export function toolMissing(cmd: string, hint?: string): CalError {
+  return new CalError(`\`${cmd}\` is not installed or not on PATH.`, {
+    code: "tool-missing",
+    exit: ExitCode.failed,
+    hint: hint ?? `Install ${cmd} and run the command again.`,
+  });
+}
+
+/** Runs `cmd args...` to completion and captures its output. */
+export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(cmd, {
+      args,
+      stdin: opts.stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: opts.env,
+      cwd: opts.cwd,
+      // Its own process group, so a timeout can kill grandchildren holding the pipes open.
+      detached: opts.timeoutMs !== undefined,
+    }).spawn();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw toolMissing(cmd, opts.installHint);
+    throw e;
+  }
+  let timedOut = false;
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    try {
+      Deno.kill(-child.pid, "SIGKILL");
+    } catch { /* already gone */ }
+  }, opts.timeoutMs);
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
+    await w.close().catch(() => {});
+  }
+  const [stdout, stderr, status] = await Promise.all([
+    readText(child.stdout, opts.onLine),
+    readText(child.stderr),
+    child.status,
+  ]);
+  if (timer !== undefined) clearTimeout(timer);
+  return { code: status.code, stdout, stderr, timedOut };
+}
+
+async function readText(
+  stream: ReadableStream<Uint8Array>,
+  onLine?: (line: string) => void,
+): Promise<string> {
+  let all = "";
+  let pending = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    all += chunk;
+    if (onLine) {
+      pending += chunk;
+      const lines = pending.split(/\r?\n|\r/);
+      pending = lines.pop() ?? "";
+      for (const l of lines) if (l.trim()) onLine(l);
+    }
+  }
+  if (onLine && pending.trim()) onLine(pending);
+  return all;
+}
+
+/** Finds an executable on PATH (or returns the path itself when it contains a slash). */
+export function which(cmd: string): string | undefined {
+  const candidates = cmd.includes("/")
+    ? [cmd]
+    : (Deno.env.get("PATH") ?? "").split(":").filter(Boolean).map((d) => `${d}/${cmd}`);
+  for (const c of candidates) {
+    try {
+      const st = Deno.statSync(c);
+      if (st.isFile && ((st.mode ?? 0o111) & 0o111)) return c;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+/** Whether a process id is alive. */
+export function alive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The records cal's commands emit: plain objects with a `kind`, printed as NDJSON between tools
+ * and as tables for people. One file holds every record type so that pipelines have one
+ * reference; `mod.ts` re-exports them.
+ */
+
+export type WorkspaceState =
+  | "running"
+  | "stopped"
+  | "suspended"
+  | "creating"
+  | "missing"
+  | "broken"
+  | "destroyed";
+
+export interface WorkspaceRecord {
+  kind: "workspace";
+  workspace: string;
+  state: WorkspaceState;
+  provider: string;
+  /** The provider's own name for the machine (the Tart VM name). */
+  vm: string;
+  ip?: string;
+  cpu: number;
+  memory: number;
+  disk: number;
+  /** Disk space the VM uses on the host, in GB, when the provider knows it. */
+  size_gb?: number;
+  base_image: string;
+  agent?: string;
+  environments: string[];
+  created_at: string;
+  /** Why a workspace is `broken` or `missing`, and what to do about it. */
+  problem?: string;
+}
+
+export interface EventRecord {
+  kind: "event";
+  workspace?: string;
+  event: string;
+  message: string;
+  time: string;
+  [extra: string]: unknown;
+}
+
+export interface ErrorRecord {
+  kind: "error";
+  workspace?: string;
+  code: string;
+  exit: number;
+  message: string;
+  hint?: string;
+}
+
+export interface CheckRecord {
+  kind: "check";
+  workspace: string;
+  check: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface ExecRecord {
+  kind: "exec";
+  workspace: string;
+  argv: string[];
+  exit: number;
+}
+
+export type CalRecord =
+  | WorkspaceRecord
+  | EventRecord
+  | ErrorRecord
+  | CheckRecord
+  | ExecRecord;
