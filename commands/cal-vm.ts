@@ -26,7 +26,8 @@ import { PROVIDERS } from "../lib/providers/registry.ts";
 import type { CheckRecord, WorkspaceRecord } from "../lib/records.ts";
 import { quoteArgs } from "../lib/shell.ts";
 import { cleanup, destroy } from "../lib/teardown.ts";
-import { load, withGuest } from "../lib/workspace.ts";
+import { connect, load, type Loaded } from "../lib/workspace.ts";
+import type { Guest } from "../lib/guest/ssh.ts";
 
 function positiveInt(what: string) {
   return (v: string) => {
@@ -196,11 +197,9 @@ export function program(ctx: Context): Command {
     .argument("[command...]", "a command line for the guest's shell (quote it as one argument)")
     .action(async (name, words) => {
       const w = await load(name);
-      ctx.exitCode = await withGuest(
-        w,
-        (g) => g.interactive(words.length ? words.join(" ") : undefined),
-      );
-      await explain255(ctx, w);
+      const guest = await connect(w);
+      ctx.exitCode = await guest.interactive(words.length ? words.join(" ") : undefined);
+      if (ctx.exitCode === 255) await explain255(w, guest);
     });
 
   p.command("exec").description("run a program in the workspace, arguments passed exactly")
@@ -208,8 +207,9 @@ export function program(ctx: Context): Command {
     .argument("<argv...>", "the program and its arguments (put -- before them)")
     .action(async (name, argv) => {
       const w = await load(name);
-      ctx.exitCode = await withGuest(w, (g) => g.interactive(quoteArgs(argv)));
-      await explain255(ctx, w);
+      const guest = await connect(w);
+      ctx.exitCode = await guest.interactive(quoteArgs(argv));
+      if (ctx.exitCode === 255) await explain255(w, guest);
     });
 
   outputOptions(
@@ -241,9 +241,11 @@ export function program(ctx: Context): Command {
   return p;
 }
 
-/** ssh's exit 255 is ambiguous: say so when the workspace turned out not to be running. */
-async function explain255(ctx: Context, w: Awaited<ReturnType<typeof load>>) {
-  if (ctx.exitCode !== 255) return;
+/**
+ * ssh exits 255 both for its own failures and for a remote command's `exit 255`: find out which,
+ * and turn ssh's failures into cal's errors (not running: exit 4; refused: exit 1 with a hint).
+ */
+async function explain255(w: Loaded, guest: Guest) {
   const info = await w.provider.get(w.machine);
   if (info?.state !== "running") {
     throw wrongState(
@@ -252,6 +254,8 @@ async function explain255(ctx: Context, w: Awaited<ReturnType<typeof load>>) {
       w.vm.name,
     );
   }
+  const probe = await guest.probe();
+  if (!probe.ok) throw guest.sshError(probe.reason);
 }
 
 export async function main(args: string[]): Promise<number> {

@@ -163,8 +163,10 @@ export class Guest {
     const askpass = join(this.dir, "askpass");
     await writeFileAtomic(askpass, '#!/bin/sh\nprintf "%s\\n" "$CAL_SSH_PASSWORD"\n', 0o700);
     const pub = (await Deno.readTextFile(this.keyFile + ".pub")).trim();
-    const script = "umask 077; mkdir -p ~/.ssh; k=$(cat); " +
-      'grep -qxF "$k" ~/.ssh/authorized_keys 2>/dev/null || printf "%s\\n" "$k" >> ~/.ssh/authorized_keys';
+    // Also repairs permissions: sshd's StrictModes ignores keys in a writable file or folder.
+    const script = "umask 077; mkdir -p ~/.ssh && chmod 700 ~/.ssh && k=$(cat) && " +
+      '{ grep -qxF "$k" ~/.ssh/authorized_keys 2>/dev/null || ' +
+      'printf "%s\\n" "$k" >> ~/.ssh/authorized_keys; } && chmod 600 ~/.ssh/authorized_keys';
     const r = await run("ssh", [
       ...this.base(),
       "-o",

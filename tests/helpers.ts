@@ -1,0 +1,72 @@
+/**
+ * Test helpers: run cal's commands as a user would (a subprocess with its own CAL_HOME and
+ * HOME), and read what they print.
+ */
+
+import { join } from "node:path";
+
+export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+let denoDir: string | undefined;
+/** The Deno cache in use, so subprocesses with another HOME don't download everything again. */
+export async function getDenoDir(): Promise<string> {
+  if (denoDir) return denoDir;
+  denoDir = Deno.env.get("DENO_DIR");
+  if (!denoDir) {
+    const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
+    denoDir = JSON.parse(new TextDecoder().decode(out.stdout)).denoDir as string;
+  }
+  return denoDir;
+}
+
+export interface CalResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as NDJSON. */
+  records: Record<string, unknown>[];
+}
+
+export interface Env {
+  [k: string]: string;
+}
+
+/** Runs `commands/<tool>.ts args...` and captures everything. */
+export async function runTool(
+  tool: string,
+  args: string[],
+  env: Env,
+  opts: { stdin?: string; timeoutMs?: number } = {},
+): Promise<CalResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", join(REPO, "commands", `${tool}.ts`), ...args],
+    env: { NO_COLOR: "1", DENO_DIR: await getDenoDir(), ...env },
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin));
+    await w.close();
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, opts.timeoutMs ?? 120_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  return { code: out.code, stdout, stderr, records: parseNdjson(stdout) };
+}
+
+export function parseNdjson(text: string): Record<string, unknown>[] {
+  return text.split("\n").filter((l) => l.trim().startsWith("{")).map((l) => JSON.parse(l));
+}
+
+/** A fresh temporary folder, removed by the returned function. */
+export async function tempDir(prefix = "cal-test-"): Promise<string> {
+  return await Deno.makeTempDir({ prefix });
+}

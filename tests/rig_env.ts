@@ -1,0 +1,104 @@
+/**
+ * The environment integration tests run cal in: a temporary HOME and CAL_HOME, and either the
+ * fake `tart` of tests/rig (default) or, with CAL_TEST_REAL_TART=1 on a Mac, the real one.
+ *
+ * Real Tart: the user's TART_HOME is kept (so the 25 GB base image is not downloaded again),
+ * workspace names get a random prefix, and every workspace a test made is destroyed afterwards.
+ */
+
+import { join } from "node:path";
+import { type CalResult, type Env, getDenoDir, REPO, runTool, tempDir } from "./helpers.ts";
+
+export const REAL_TART = Deno.env.get("CAL_TEST_REAL_TART") === "1";
+
+export class Rig {
+  readonly env: Env;
+  private names = new Set<string>();
+  private constructor(readonly root: string, readonly prefix: string) {
+    const home = join(root, "home");
+    this.env = {
+      HOME: home,
+      CAL_HOME: join(home, ".cal"),
+      PATH: REAL_TART
+        ? Deno.env.get("PATH") ?? ""
+        : `${join(REPO, "tests", "rig")}:${Deno.env.get("PATH") ?? ""}`,
+      ...(REAL_TART ? {} : {
+        TART_HOME: join(root, "tart"),
+        FAKE_TART_LOG: join(root, "tart-calls.ndjson"),
+      }),
+    };
+  }
+
+  /** A rig with its own folders; `config` is written as `~/.cal/config.yaml`. */
+  static async create(config = ""): Promise<Rig> {
+    const root = await tempDir("cal-rig-");
+    const rig = new Rig(root, REAL_TART ? `t${crypto.randomUUID().slice(0, 6)}-` : "");
+    rig.env.DENO_DIR = await getDenoDir();
+    await Deno.mkdir(rig.env.CAL_HOME, { recursive: true });
+    const image = Deno.env.get("CAL_TEST_IMAGE");
+    const base = [
+      "isolation:",
+      "  defaults:",
+      "    vm:",
+      "      provider: tart",
+      `      boot_timeout: ${REAL_TART ? 240 : 30}`,
+      ...(image ? [`      base_image: "${image}"`] : []),
+    ].join("\n");
+    await Deno.writeTextFile(join(rig.env.CAL_HOME, "config.yaml"), config || base + "\n");
+    return rig;
+  }
+
+  /** A workspace name for this rig (prefixed on real Tart, where names are shared). */
+  name(n: string): string {
+    const full = this.prefix + n;
+    this.names.add(full);
+    return full;
+  }
+
+  cal(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
+    return runTool("cal", args, { ...this.env, ...opts.env }, opts);
+  }
+
+  vm(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
+    return runTool("cal-vm", args, { ...this.env, ...opts.env }, opts);
+  }
+
+  /** The argv of every `tart` call made so far (fake tart only). */
+  async tartCalls(): Promise<string[][]> {
+    if (REAL_TART) return [];
+    const text = await Deno.readTextFile(this.env.FAKE_TART_LOG).catch(() => "");
+    return text.split("\n").filter(Boolean).map((l) => JSON.parse(l).argv as string[]);
+  }
+
+  /** Runs the tart this rig uses, directly. */
+  async tart(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const out = await new Deno.Command("tart", {
+      args,
+      env: this.env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const d = new TextDecoder();
+    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  }
+
+  /** Stops and removes everything the rig made. */
+  async close(): Promise<void> {
+    for (const n of this.names) {
+      await this.vm(["destroy", n, "--yes", "--force"]).catch(() => {});
+    }
+    if (!REAL_TART) {
+      // Stop any VM a failed test left running, so no guest outlives the test.
+      const list = await this.tart(["list", "--format", "json"]).catch(() => undefined);
+      for (const vm of JSON.parse(list?.stdout || "[]") as { Name: string; Running: boolean }[]) {
+        if (vm.Running) await this.tart(["stop", vm.Name, "--timeout", "2"]);
+      }
+    }
+    await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Asserts-friendly summary of a result, for failure messages. */
+export function show(r: CalResult): string {
+  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+}
