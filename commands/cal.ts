@@ -14,6 +14,7 @@ type Main = (args: string[]) => Promise<number>;
 /** The micro-commands, loaded only when used (completion runs cal on every Tab). */
 export const NOUNS: Record<string, { describe: string; load: () => Promise<{ main: Main }> }> = {
   vm: { describe: "workspace lifecycle (cal-vm)", load: () => import("./cal-vm.ts") },
+  snap: { describe: "snapshots and rollback (cal-snap)", load: () => import("./cal-snap.ts") },
 };
 
 /** `cal isolation <verb>` → `cal-<noun> [<verb>]`, so the spec's examples work word for word. */
@@ -29,6 +30,9 @@ export const ISOLATION: Record<string, { noun: string; verb?: string }> = {
   exec: { noun: "vm", verb: "exec" },
   health: { noun: "vm", verb: "health" },
   cleanup: { noun: "vm", verb: "cleanup" },
+  snapshot: { noun: "snap" },
+  rollback: { noun: "snap", verb: "rollback" },
+  "disk-usage": { noun: "snap", verb: "disk-usage" },
 };
 
 function overview(): string {

@@ -158,28 +158,43 @@ export async function start(
         name,
       );
     }
-    await w.provider.checkCapacity(w.machine);
-    const outputDir = w.vm.output_dir ?? join(expandHome(config.output.sync_dir), name);
-    for (const sub of ["builds", "test-results", "logs"]) {
-      await Deno.mkdir(join(outputDir, sub), { recursive: true });
-    }
-    const logFile = join(paths.vmDir(name), "vm.log");
-    out.event("start", `Starting ${w.machine}…`, { workspace: name });
-    const started = await w.provider.start(w.machine, {
-      outputDir,
-      logFile,
-      vnc: opts.vnc,
-      options: w.vm.options,
-    });
-    const timeout = opts.timeout ?? config.vm.boot_timeout;
-    const ep = await waitReady(w, started, config, timeout, out, logFile);
-    if (opts.vnc) {
-      const log = await Deno.readTextFile(logFile).catch(() => "");
-      const url = log.slice(started.logOffset ?? 0).match(/vnc:\/\/\S+/)?.[0];
-      if (url) out.event("vnc", `VNC: ${url.replace(/\.\.\.$/, "")}`, { workspace: name, url });
-    }
-    return toRecord(w, await w.provider.get(w.machine), ep);
+    const ip = await startMachine(w, config, opts, out);
+    return toRecord(w, await w.provider.get(w.machine), ip);
   }, waitMessage(out, name));
+}
+
+/**
+ * Starts a stopped workspace's machine and waits until it is ready; returns its address.
+ * The caller holds the workspace's lock.
+ */
+export async function startMachine(
+  w: Loaded,
+  config: Config,
+  opts: StartOptions,
+  out: Output,
+): Promise<string> {
+  const name = w.vm.name;
+  await w.provider.checkCapacity(w.machine);
+  const outputDir = w.vm.output_dir ?? join(expandHome(config.output.sync_dir), name);
+  for (const sub of ["builds", "test-results", "logs"]) {
+    await Deno.mkdir(join(outputDir, sub), { recursive: true });
+  }
+  const logFile = join(paths.vmDir(name), "vm.log");
+  out.event("start", `Starting ${w.machine}…`, { workspace: name });
+  const started = await w.provider.start(w.machine, {
+    outputDir,
+    logFile,
+    vnc: opts.vnc,
+    options: w.vm.options,
+  });
+  const timeout = opts.timeout ?? config.vm.boot_timeout;
+  const ip = await waitReady(w, started, config, timeout, out, logFile);
+  if (opts.vnc) {
+    const log = await Deno.readTextFile(logFile).catch(() => "");
+    const url = log.slice(started.logOffset ?? 0).match(/vnc:\/\/\S+/)?.[0];
+    if (url) out.event("vnc", `VNC: ${url.replace(/\.\.\.$/, "")}`, { workspace: name, url });
+  }
+  return ip;
 }
 
 /**

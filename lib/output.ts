@@ -152,31 +152,32 @@ export function ago(iso: string | undefined, now = Date.now()): string {
   return "just now";
 }
 
-/** Reads NDJSON records from stdin (for the `-` name) and returns the values of `field`. */
-export async function namesFromStdin(field: string): Promise<string[]> {
+/** Reads NDJSON records from stdin (for the `-` name); bare words count as `{[field]: word}`. */
+export async function recordsFromStdin(field: string): Promise<Record<string, unknown>[]> {
   const text = await new Response(Deno.stdin.readable).text();
-  const names: string[] = [];
-  let line = 0;
+  const records: Record<string, unknown>[] = [];
   for (const raw of text.split("\n")) {
-    line++;
     const s = raw.trim();
     if (!s) continue;
-    let r: unknown;
     try {
-      r = JSON.parse(s);
+      const r = JSON.parse(s);
+      records.push(typeof r === "object" && r !== null ? r : { [field]: String(r) });
     } catch {
-      // A bare name per line is accepted too, like xargs input.
-      names.push(s);
-      continue;
-    }
-    const v = (r as Record<string, unknown>)?.[field];
-    if (typeof v === "string") names.push(v);
-    else {
-      throw usageError(
-        `stdin line ${line} is a record without a "${field}" field.`,
-        `Pipe records that name a ${field}, e.g. the output of \`cal-vm list --json\`.`,
-      );
+      records.push({ [field]: s }); // a bare name per line, like xargs input
     }
   }
-  return names;
+  return records;
+}
+
+/** The values of `field` in the records on stdin; a record without it is a usage error. */
+export async function namesFromStdin(field: string): Promise<string[]> {
+  const records = await recordsFromStdin(field);
+  return records.map((r, i) => {
+    const v = r[field];
+    if (typeof v === "string") return v;
+    throw usageError(
+      `stdin record ${i + 1} has no "${field}" field.`,
+      `Pipe records that name a ${field}, e.g. the output of \`cal-vm list --json\`.`,
+    );
+  });
 }

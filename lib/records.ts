@@ -67,9 +67,54 @@ export interface ExecRecord {
   exit: number;
 }
 
+export interface SnapshotRecord {
+  kind: "snapshot";
+  workspace: string;
+  snapshot: string;
+  created_at: string;
+  /** Taken automatically at session start (true) or by a person (false). */
+  auto: boolean;
+  /** The provider's machine that holds the snapshot. */
+  vm: string;
+  size_gb?: number;
+  /** The workspace's state when it was taken. */
+  source_state?: string;
+  /** Set on the record of a snapshot that was just removed. */
+  deleted?: boolean;
+}
+
+export interface DiskUsageRecord {
+  kind: "disk-usage";
+  workspace: string;
+  vm_gb: number;
+  snapshots_gb: number;
+  snapshots: number;
+  total_gb: number;
+}
+
+export interface ScheduleRecord {
+  kind: "schedule";
+  scheduler: "launchd" | "cron";
+  /** What was (or would be) installed: the crontab line or the plist's path. */
+  entry: string;
+  installed: boolean;
+}
+
+/** A repository in a guest with work that exists nowhere else. */
+export interface UnsavedWork {
+  repo: string;
+  /** Modified, added or deleted files not yet committed. */
+  changes: number;
+  /** Commits on local branches that no remote has. */
+  unpushed: number;
+}
+
 export type CalRecord =
   | WorkspaceRecord
   | EventRecord
   | ErrorRecord
   | CheckRecord
-  | ExecRecord;
+  | ExecRecord
+  | SnapshotRecord
+  | DiskUsageRecord
+  | ScheduleRecord;

@@ -13,7 +13,8 @@ import type { Provider } from "./provider.ts";
 import { getProvider } from "./providers/registry.ts";
 import type { WorkspaceRecord } from "./records.ts";
 import { exists, listNames, removeVmDir, withLock } from "./store.ts";
-import { load, type Loaded, machineName, toRecord } from "./workspace.ts";
+import { connect, load, type Loaded, machineName, toRecord } from "./workspace.ts";
+import { describeUnsaved, findUnsavedWork } from "./gitsafety.ts";
 
 export interface DestroyOptions {
   yes?: boolean;
@@ -55,7 +56,20 @@ export async function destroy(
       );
     }
     const snapshots = await machinesOf(w);
-    const what = snapshots.length ? ` and its ${snapshots.length} snapshot(s)` : "";
+    let what = snapshots.length ? ` and its ${snapshots.length} snapshot(s)` : "";
+    if (info?.state === "running") {
+      // Work that exists only in the guest is shown before anything is lost.
+      const unsaved = await findUnsavedWork(await connect(w));
+      if (unsaved.length) {
+        out.warn(`"${name}" has work that exists only there:\n${describeUnsaved(unsaved)}`, name);
+        what += ", with the unsaved work listed above,";
+      }
+    } else {
+      out.warn(
+        `"${name}" is not running, so its repositories were not checked for unsaved work.`,
+        name,
+      );
+    }
     if (
       !(await confirm(`Destroy workspace "${name}"${what}? Everything inside it is lost.`, opts))
     ) {

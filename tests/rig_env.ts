@@ -63,6 +63,10 @@ export class Rig {
     return runTool("cal-vm", args, { ...this.env, ...opts.env }, opts);
   }
 
+  snap(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
+    return runTool("cal-snap", args, { ...this.env, ...opts.env }, opts);
+  }
+
   /** The argv of every `tart` call made so far (fake tart only). */
   async tartCalls(): Promise<string[][]> {
     if (REAL_TART) return [];
