@@ -15,6 +15,10 @@ type Main = (args: string[]) => Promise<number>;
 export const NOUNS: Record<string, { describe: string; load: () => Promise<{ main: Main }> }> = {
   vm: { describe: "workspace lifecycle (cal-vm)", load: () => import("./cal-vm.ts") },
   snap: { describe: "snapshots and rollback (cal-snap)", load: () => import("./cal-snap.ts") },
+  agent: {
+    describe: "coding agents: install, use, run (cal-agent)",
+    load: () => import("./cal-agent.ts"),
+  },
 };
 
 /** `cal isolation <verb>` → `cal-<noun> [<verb>]`, so the spec's examples work word for word. */
@@ -33,6 +37,8 @@ export const ISOLATION: Record<string, { noun: string; verb?: string }> = {
   snapshot: { noun: "snap" },
   rollback: { noun: "snap", verb: "rollback" },
   "disk-usage": { noun: "snap", verb: "disk-usage" },
+  agent: { noun: "agent" },
+  run: { noun: "agent", verb: "run" },
 };
 
 function overview(): string {

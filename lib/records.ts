@@ -83,6 +83,39 @@ export interface SnapshotRecord {
   deleted?: boolean;
 }
 
+export interface AgentRecord {
+  kind: "agent";
+  workspace: string;
+  agent: string;
+  display_name: string;
+  installed: boolean;
+  version?: string;
+  /** How cal installed it (native, brew, npm, ...). */
+  method?: string;
+  /** The workspace's active agent. */
+  active: boolean;
+  source: "builtin" | "community";
+}
+
+/** A finished agent run (headless, or interactive once the session ends). */
+export interface RunRecord {
+  kind: "run";
+  workspace: string;
+  agent: string;
+  mode: "interactive" | "headless";
+  autonomous: boolean;
+  exit: number;
+  duration_s: number;
+  timed_out?: boolean;
+  session_id?: string;
+  cost_usd?: number;
+  permission_denials?: unknown[];
+  result?: string;
+  /** The session-start snapshot taken before the run, if any. */
+  snapshot?: string;
+  repo?: string;
+}
+
 export interface DiskUsageRecord {
   kind: "disk-usage";
   workspace: string;
@@ -117,4 +150,6 @@ export type CalRecord =
   | ExecRecord
   | SnapshotRecord
   | DiskUsageRecord
-  | ScheduleRecord;
+  | ScheduleRecord
+  | AgentRecord
+  | RunRecord;

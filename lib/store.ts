@@ -57,6 +57,15 @@ export const VmFile = z.strictObject({
     repos: z.array(Repo).optional(),
   }).optional(),
   agent: z.string().optional(),
+  /** Agents cal installed, with how (so `update` uses the same method). */
+  agents: z.record(
+    z.string(),
+    z.strictObject({
+      method: z.string(),
+      version: z.string().optional(),
+      installed_at: z.string(),
+    }),
+  ).optional(),
   agent_config: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
   environments: z.array(z.string()).optional(),
   snapshots: z.array(Snapshot).optional(),

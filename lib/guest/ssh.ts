@@ -123,12 +123,14 @@ export class Guest {
 
   /**
    * Runs with the terminal passed straight through (`ssh -t` when stdin is a terminal), for
-   * interactive shells and commands; returns the remote exit code.
+   * interactive shells and commands; returns the remote exit code. `raw` is a complete remote
+   * command line that already carries the preamble.
    */
-  async interactive(command?: string): Promise<number> {
+  async interactive(command?: string, raw?: string): Promise<number> {
     const tty = Deno.stdin.isTerminal();
     const args = [...this.base(), "-q", tty ? "-t" : "-T", this.alias];
-    if (command !== undefined) args.push(PREAMBLE + command);
+    if (raw !== undefined) args.push(raw);
+    else if (command !== undefined) args.push(PREAMBLE + command);
     // The child gets Ctrl-C itself; cal must outlive it to pass its exit code on.
     const ignore = () => {};
     Deno.addSignalListener("SIGINT", ignore);
@@ -143,6 +145,18 @@ export class Guest {
     } finally {
       Deno.removeSignalListener("SIGINT", ignore);
     }
+  }
+
+  private homeDir?: string;
+
+  /** The guest user's home folder (asked once). */
+  async home(): Promise<string> {
+    if (this.homeDir) return this.homeDir;
+    const r = await this.sh('printf %s "$HOME"');
+    if (r.code !== 0 || !r.stdout.startsWith("/")) {
+      throw new CalError(`Could not read the guest's home folder: ${r.stderr.trim()}`);
+    }
+    return (this.homeDir = r.stdout);
   }
 
   /** A real login with the workspace key: `true` when it works. */

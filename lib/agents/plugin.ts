@@ -1,0 +1,176 @@
+/**
+ * The agent plugin contract. One module per agent (plugins/agents/<name>.ts, or a community
+ * plugin in ~/.cal/agents/<name>.ts) default-exports an `AgentPlugin`: how to install, detect
+ * and update the agent, which credentials it needs, which config and permission files to write
+ * (as read-modify-write edits), and the exact command lines for interactive and headless runs.
+ *
+ * Plugins only describe; cal does the work (SSH, quoting, secrets), so a plugin never builds
+ * shell text from values and never sees a credential's value.
+ */
+
+/** One way to install (or update) an agent, as a POSIX sh script run in the guest. */
+export interface InstallMethod {
+  /** `native`, `brew`, `npm`, ... (what `--method` selects). */
+  name: string;
+  describe: string;
+  /** A fixed script (no substituted values); runs with cal's PATH preamble. */
+  script: string;
+}
+
+/**
+ * An edit of one config file in the guest: cal reads it, applies the edit, writes it back. The
+ * edit also gets the list entries cal wrote last time (`ownedBefore`), so rules removed from the
+ * config are removed from the file while entries the user or the agent added stay.
+ */
+export type ConfigEdit = JsonEdit | TextEdit;
+
+export interface JsonEdit {
+  /** Path in the guest, relative to the home folder. */
+  path: string;
+  format: "json";
+  /** File mode; 0o600 for files that may hold tokens. */
+  mode?: number;
+  edit(
+    current: Record<string, unknown>,
+    ownedBefore: Owned,
+  ): { next: Record<string, unknown>; owned: Owned };
+}
+
+/** For formats cal edits line by line (TOML), keeping every line it does not own. */
+export interface TextEdit {
+  path: string;
+  format: "toml";
+  mode?: number;
+  edit(current: string, ownedBefore: Owned): { next: string; owned: Owned };
+}
+
+/** List entries cal put into a file, by dotted path: `{"permissions.allow": ["Bash(git:*)"]}`. */
+export type Owned = Record<string, string[]>;
+
+export interface AgentContext {
+  /** The guest's home folder. */
+  home: string;
+  /** Where the agent works (the repository folder in the guest). */
+  workdir: string;
+  /** This workspace's `agent_config[<agent>]` merged over the global `agents.<agent>` block. */
+  settings: Record<string, unknown>;
+  /** The agent's version as detected, when known. */
+  version?: string;
+  /** Names of the credential variables the run will have (never their values). */
+  credentials: string[];
+  /** The last 20 characters of an Anthropic API key, for Claude's key-approval record. */
+  apiKeyTail?: string;
+}
+
+export interface RunRequest {
+  /** A headless prompt; undefined for an interactive session. */
+  prompt?: string;
+  /** The agent's own full-permission mode (the VM is the boundary). */
+  autonomous: boolean;
+}
+
+/** What a headless run reports, parsed from the agent's JSON output. */
+export interface HeadlessReport {
+  session_id?: string;
+  cost_usd?: number;
+  permission_denials?: unknown[];
+  result?: string;
+  is_error?: boolean;
+}
+
+export interface AgentPlugin {
+  name: string;
+  displayName: string;
+  /** Executable names to look for, preferred first. */
+  binaries: string[];
+  /** Install methods, recommended first; the rest are fallbacks. */
+  install: InstallMethod[];
+  /** Update methods by install method name (default: run the install method again). */
+  update?: Record<string, string>;
+  /** Arguments that print the version. */
+  versionArgs: string[];
+  /** Extracts the version from that output. */
+  parseVersion(output: string): string | undefined;
+  /** Credential alternatives: each is a list of variables that together suffice. */
+  credentials: string[][];
+  /** Non-secret environment for every run (self-updates off, telemetry off, ...). */
+  env: Record<string, string>;
+  /** Config and permission files, and first-run gates to pre-seed. */
+  configure(ctx: AgentContext): ConfigEdit[];
+  /** The argument vector after the binary, for an interactive or headless run. */
+  args(ctx: AgentContext, run: RunRequest): string[];
+  /** Reads a headless run's stdout. */
+  parseHeadless(stdout: string): HeadlessReport;
+}
+
+/** Helpers for plugins: strings from settings, with defaults. */
+export function stringList(v: unknown, fallback: string[] = []): string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "string") ? v as string[] : fallback;
+}
+
+export function str(v: unknown, fallback?: string): string | undefined {
+  return typeof v === "string" ? v : fallback;
+}
+
+/** Reads `obj.a.b` for the dotted path `a.b`. */
+export function getPath(obj: Record<string, unknown>, path: string): unknown {
+  let cur: unknown = obj;
+  for (const k of path.split(".")) {
+    if (typeof cur !== "object" || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[k];
+  }
+  return cur;
+}
+
+/** Sets `obj.a.b`, creating objects on the way (replacing non-objects). */
+export function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split(".");
+  let cur = obj;
+  for (const k of keys.slice(0, -1)) {
+    const next = cur[k];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[keys[keys.length - 1]] = value;
+}
+
+/**
+ * Puts `wanted` into the list at `path`: entries cal wrote before but no longer wants are
+ * removed, entries anyone else wrote are kept, order is preserved.
+ */
+export function mergeOwnedList(
+  obj: Record<string, unknown>,
+  path: string,
+  wanted: string[],
+  ownedBefore: Owned,
+  ownedAfter: Owned,
+): void {
+  const before = new Set(ownedBefore[path] ?? []);
+  const current = getPath(obj, path);
+  const list = Array.isArray(current)
+    ? current.filter((x) => !before.has(x) || wanted.includes(x))
+    : [];
+  for (const w of wanted) if (!list.includes(w)) list.push(w);
+  setPath(obj, path, list);
+  ownedAfter[path] = [...wanted];
+}
+
+/** Like mergeOwnedList, for a map of keys to values (`{"git *": "allow"}`). */
+export function mergeOwnedMap(
+  obj: Record<string, unknown>,
+  path: string,
+  wanted: Record<string, string>,
+  ownedBefore: Owned,
+  ownedAfter: Owned,
+): void {
+  const before = new Set(ownedBefore[path] ?? []);
+  const current = getPath(obj, path);
+  const map: Record<string, unknown> = typeof current === "object" && current !== null &&
+      !Array.isArray(current)
+    ? { ...current as Record<string, unknown> }
+    : {};
+  for (const k of Object.keys(map)) if (before.has(k) && !(k in wanted)) delete map[k];
+  Object.assign(map, wanted);
+  setPath(obj, path, map);
+  ownedAfter[path] = Object.keys(wanted);
+}
