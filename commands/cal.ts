@@ -39,6 +39,11 @@ export const ISOLATION: Record<string, { noun: string; verb?: string }> = {
   "disk-usage": { noun: "snap", verb: "disk-usage" },
   agent: { noun: "agent" },
   run: { noun: "agent", verb: "run" },
+  auth: { noun: "gh", verb: "auth" },
+  clone: { noun: "gh", verb: "clone" },
+  commit: { noun: "gh", verb: "commit" },
+  push: { noun: "gh", verb: "push" },
+  pr: { noun: "gh", verb: "pr" },
 };
 
 function overview(): string {

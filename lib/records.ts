@@ -116,6 +116,47 @@ export interface RunRecord {
   repo?: string;
 }
 
+/** A repository in a workspace's guest, with its git state. */
+export interface RepoRecord {
+  kind: "repo";
+  workspace: string;
+  repo: string;
+  url: string;
+  branch: string;
+  modified: number;
+  added: number;
+  deleted: number;
+  untracked: number;
+  ahead?: number;
+  behind?: number;
+  last_commit?: string;
+  last_commit_at?: string;
+  /** Set by commit: the new commit. */
+  commit?: string;
+  pushed?: boolean;
+}
+
+export interface PullRequestRecord {
+  kind: "pr";
+  workspace: string;
+  repo: string;
+  url: string;
+  number?: number;
+  title: string;
+  base: string;
+  head: string;
+  draft: boolean;
+}
+
+export interface AuthRecord {
+  kind: "auth";
+  workspace: string;
+  host: string;
+  logged_in: boolean;
+  user?: string;
+  detail?: string;
+}
+
 export interface DiskUsageRecord {
   kind: "disk-usage";
   workspace: string;
@@ -152,4 +193,7 @@ export type CalRecord =
   | DiskUsageRecord
   | ScheduleRecord
   | AgentRecord
-  | RunRecord;
+  | RunRecord
+  | RepoRecord
+  | PullRequestRecord
+  | AuthRecord;

@@ -66,6 +66,13 @@ export const VmFile = z.strictObject({
       installed_at: z.string(),
     }),
   ).optional(),
+  /** The last agent run, for the run record at the end of a pull request's body. */
+  last_run: z.strictObject({
+    agent: z.string(),
+    prompt: z.string().optional(),
+    snapshot: z.string().optional(),
+    at: z.string(),
+  }).optional(),
   agent_config: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
   environments: z.array(z.string()).optional(),
   snapshots: z.array(Snapshot).optional(),

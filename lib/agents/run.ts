@@ -16,6 +16,7 @@ import { calHome } from "../paths.ts";
 import { canPrompt } from "../prompt.ts";
 import type { RunRecord } from "../records.ts";
 import { autoSnapshot, createSnapshot, restoreSnapshot } from "../snapshots.ts";
+import { updateVm } from "../store.ts";
 import { connect, load, type Loaded } from "../workspace.ts";
 import { configureAgent } from "./configure.ts";
 import { resolveCredentials } from "./credentials.ts";
@@ -152,6 +153,14 @@ export async function runAgent(
     ...plugin.args(ctx, { prompt: opts.prompt, autonomous: !!opts.autonomous }),
   ];
 
+  await updateVm(name, (vm) => {
+    vm.last_run = {
+      agent: plugin.name,
+      ...(opts.prompt !== undefined ? { prompt: opts.prompt } : {}),
+      ...(snapshot ? { snapshot } : {}),
+      at: new Date().toISOString(),
+    };
+  });
   const t0 = performance.now();
   const base = {
     kind: "run" as const,

@@ -1,0 +1,184 @@
+/**
+ * cal-gh: the GitHub workflow inside a workspace. Thin: parses arguments, calls lib/github.
+ *
+ *   cal-gh auth login|status|logout WS [--token-stdin] [--keychain] [--hostname H]
+ *   cal-gh clone WS --repo OWNER/REPO [--branch B | --new-branch B]
+ *   cal-gh commit WS --message M [--push] [--pr --pr-title T]     cal-gh push WS
+ *   cal-gh pr WS --title T [--body B] [--base main] [--draft]     cal-gh status WS
+ */
+
+import { Command } from "@commander-js/extra-typings";
+import {
+  type Context,
+  newContext,
+  outputOptions,
+  rootProgram,
+  runAsProcess,
+  runProgram,
+} from "../lib/cli.ts";
+import { usageError } from "../lib/errors.ts";
+import { login, logout, status as authStatus } from "../lib/github/auth.ts";
+import { clone, commit, pr, push, repoStatuses, repoText } from "../lib/github/repos.ts";
+import type { PullRequestRecord, RepoRecord } from "../lib/records.ts";
+
+async function tokenFromStdin(): Promise<string> {
+  if (Deno.stdin.isTerminal()) {
+    throw usageError(
+      "--token-stdin reads the token from stdin, which is a terminal.",
+      "Pipe it: --token-stdin < token.txt.",
+    );
+  }
+  const token = (await new Response(Deno.stdin.readable).text()).trim();
+  if (!token) {
+    throw usageError("stdin held no token.", "Pipe the token: --token-stdin < token.txt.");
+  }
+  return token;
+}
+
+const results = (rs: (RepoRecord | PullRequestRecord)[]) =>
+  rs.map((r) =>
+    r.kind === "pr"
+      ? r.url
+      : `${r.repo}: ${r.commit?.slice(0, 7) ?? ""} on ${r.branch}${r.pushed ? " (pushed)" : ""}`
+  )
+    .join("\n");
+
+export function program(ctx: Context): Command {
+  const out = ctx.out;
+  const p = rootProgram(
+    "cal-gh",
+    "Clone, branch, commit, push and open pull requests inside a workspace.",
+  );
+
+  const auth = p.command("auth").description("GitHub authentication inside the workspace");
+  outputOptions(
+    auth.command("login").description(
+      "log gh in inside the workspace (interactive, or a token on stdin)",
+    )
+      .argument("<workspace>", "workspace name")
+      .option(
+        "--token-stdin",
+        "read a token from stdin (fine-grained: Contents and Pull requests read/write)",
+      )
+      .option("--keychain", "macOS: keep the token in the login Keychain for other workspaces")
+      .option("--hostname <host>", "GitHub host (default: config github.host, else gh's default)"),
+  ).action(async (ws, o) => {
+    const token = o.tokenStdin ? await tokenFromStdin() : undefined;
+    const r = await login(
+      ws,
+      { token, keychain: o.keychain, hostname: o.hostname },
+      await ctx.config(),
+      out,
+    );
+    out.records([r], ([r]) => `Logged in to ${r.host}${r.user ? ` as ${r.user}` : ""} in "${ws}".`);
+  });
+  outputOptions(
+    auth.command("status").description("show gh's login state inside the workspace")
+      .argument("<workspace>", "workspace name")
+      .option("--hostname <host>", "GitHub host"),
+  ).action(async (ws, o) => {
+    const r = await authStatus(ws, await ctx.config(), o.hostname);
+    out.records([r], ([r]) => r.detail ?? (r.logged_in ? "Logged in." : "Not logged in."));
+    if (!r.logged_in) ctx.exitCode = 1;
+  });
+  outputOptions(
+    auth.command("logout").description("log gh out inside the workspace")
+      .argument("<workspace>", "workspace name")
+      .option("--hostname <host>", "GitHub host"),
+  ).action(async (ws, o) => {
+    const r = await logout(ws, await ctx.config(), o.hostname);
+    out.records([r], ([r]) => `Logged out of ${r.host} in "${ws}".`);
+  });
+
+  outputOptions(
+    p.command("clone").description("clone a repository into ~/workspace/<repo> in the guest")
+      .argument("<workspace>", "workspace name")
+      .requiredOption("--repo <owner/name>", "the repository")
+      .option("--branch <name>", "check out this existing branch")
+      .option(
+        "--new-branch <name>",
+        "create this branch for the agent's work (prefixed with agent/ unless it has a prefix)",
+      )
+      .option("--hostname <host>", "GitHub host"),
+  ).action(async (ws, o) => {
+    const r = await clone(
+      ws,
+      { repo: o.repo, branch: o.branch, newBranch: o.newBranch, hostname: o.hostname },
+      await ctx.config(),
+      out,
+    );
+    out.records([r], ([r]) => `Cloned ${o.repo} into ~/workspace/${r.repo} on branch ${r.branch}.`);
+  });
+
+  outputOptions(
+    p.command("commit").description(
+      "commit every change in the repository; optionally push and open a PR",
+    )
+      .argument("<workspace>", "workspace name")
+      .requiredOption("-m, --message <text>", "the commit message")
+      .option("--repo <name>", "which repository (default: the first cloned)")
+      .option("--push", "push the branch afterwards")
+      .option("--pr", "push and open a pull request")
+      .option("--pr-title <text>", "the pull request's title (default: the message's first line)")
+      .option("--pr-body <text>", "the pull request's body (default: the message)")
+      .option("--base <branch>", "the pull request's base (default: the remote's default branch)")
+      .option("--draft", "open the pull request as a draft")
+      .option("--hostname <host>", "GitHub host"),
+  ).action(async (ws, o) => {
+    const rs = await commit(
+      ws,
+      { ...o, prTitle: o.prTitle, prBody: o.prBody },
+      await ctx.config(),
+      out,
+    );
+    out.records(rs, results);
+  });
+
+  outputOptions(
+    p.command("push").description(
+      "push the repository's branch (never a protected one, never forced)",
+    )
+      .argument("<workspace>", "workspace name")
+      .option("--repo <name>", "which repository")
+      .option("--hostname <host>", "GitHub host"),
+  ).action(async (ws, o) => {
+    const r = await push(ws, o, await ctx.config(), out);
+    out.records([r], ([r]) => `Pushed ${r.repo} (${r.branch}).`);
+  });
+
+  outputOptions(
+    p.command("pr").description("open a pull request from the repository's branch")
+      .argument("<workspace>", "workspace name")
+      .requiredOption("--title <text>", "title")
+      .option("--body <text>", "body (a run record is appended)")
+      .option("--base <branch>", "base branch (default: the remote's default)")
+      .option("--draft", "open as a draft")
+      .option("--repo <name>", "which repository")
+      .option("--hostname <host>", "GitHub host"),
+  ).action(async (ws, o) => {
+    const r = await pr(ws, o, await ctx.config(), out);
+    out.records([r], ([r]) => r.url);
+  });
+
+  outputOptions(
+    p.command("status").description(
+      "each repository's branch, changes, last commit and ahead/behind",
+    )
+      .argument("<workspace>", "workspace name"),
+  ).action(async (ws) => {
+    const rs = await repoStatuses(ws);
+    out.records(
+      rs,
+      (rs) => rs.length ? `Repos:\n${rs.map(repoText).join("\n")}` : "No repositories cloned.",
+    );
+  });
+
+  return p;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const ctx = newContext(args);
+  return await runProgram(program(ctx), args, ctx);
+}
+
+if (import.meta.main) await runAsProcess(main);

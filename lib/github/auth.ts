@@ -1,0 +1,141 @@
+/**
+ * GitHub authentication inside a workspace. A token reaches `gh auth login --with-token` through
+ * SSH's stdin: never an argument, never a plain-text file on the host. By default the host keeps
+ * nothing (log in per workspace); `--keychain` on macOS keeps the token in the login Keychain
+ * (written through `security -i`'s stdin, so not in argv either) for the next workspace.
+ */
+
+import type { Config } from "../config.ts";
+import { CalError, usageError } from "../errors.ts";
+import type { Output } from "../output.ts";
+import { run } from "../process.ts";
+import type { AuthRecord } from "../records.ts";
+import { quoteArgs } from "../shell.ts";
+import { updateVm } from "../store.ts";
+import { connect, load } from "../workspace.ts";
+import { gh, ghError } from "./gh.ts";
+
+export const KEYCHAIN_SERVICE = "cal-github";
+
+/** The host gh should use: the flag, then config; undefined leaves gh's default alone. */
+export function hostOf(config: Config, flag?: string): string | undefined {
+  return flag ?? config.github.host;
+}
+
+async function keychainToken(host: string): Promise<string | undefined> {
+  if (Deno.build.os !== "darwin") return undefined;
+  const r = await run("security", [
+    "find-generic-password",
+    "-s",
+    KEYCHAIN_SERVICE,
+    "-a",
+    host,
+    "-w",
+  ]);
+  return r.code === 0 ? r.stdout.trim() : undefined;
+}
+
+async function keychainStore(host: string, token: string): Promise<void> {
+  // `security -i` reads its command from stdin, so the token is in no process's argv.
+  const q = (s: string) => `"${s.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+  const cmd = `add-generic-password -U -s ${q(KEYCHAIN_SERVICE)} -a ${q(host)} -w ${q(token)}\n`;
+  const r = await run("security", ["-i"], { stdin: cmd });
+  if (r.code !== 0) {
+    throw new CalError(`Could not store the token in the Keychain: ${r.stderr.trim()}`);
+  }
+}
+
+export interface LoginOptions {
+  /** The token, read by the command from its stdin. */
+  token?: string;
+  keychain?: boolean;
+  hostname?: string;
+}
+
+export async function login(
+  name: string,
+  opts: LoginOptions,
+  config: Config,
+  out: Output,
+): Promise<AuthRecord> {
+  const w = await load(name);
+  const host = hostOf(config, opts.hostname);
+  if (opts.keychain && Deno.build.os !== "darwin") {
+    throw usageError(
+      "--keychain needs macOS's Keychain.",
+      "Pipe the token with --token-stdin instead.",
+    );
+  }
+  let token = opts.token;
+  const account = host ?? "github.com";
+  if (!token && opts.keychain) {
+    token = await keychainToken(account);
+    if (!token) {
+      throw usageError(
+        `No token for ${account} in the Keychain yet.`,
+        `Store one once: \`cal-gh auth login ${name} --keychain --token-stdin < token.txt\`.`,
+      );
+    }
+  }
+  const guest = await connect(w);
+  const hostArgs = host ? ["--hostname", host] : [];
+  if (token) {
+    const r = await gh(guest, ["auth", "login", ...hostArgs, "--with-token"], {
+      host,
+      stdin: token + "\n",
+    });
+    if (r.code !== 0) throw ghError("gh auth login", r, name);
+    if (opts.keychain && opts.token) await keychainStore(account, token);
+  } else {
+    // Interactive: gh's own flow (browser or device code) on the user's terminal.
+    if (!Deno.stdin.isTerminal()) {
+      throw usageError(
+        "An interactive login needs a terminal.",
+        "Pipe a token instead: --token-stdin < token.txt.",
+      );
+    }
+    const argv = ["env", ...(host ? [`GH_HOST=${host}`] : []), "gh", "auth", "login", ...hostArgs];
+    const code = await guest.interactive(quoteArgs(argv));
+    if (code !== 0) throw new CalError(`gh auth login exited with ${code}.`, { workspace: name });
+  }
+  const setup = await gh(guest, ["auth", "setup-git", ...hostArgs], { host });
+  if (setup.code !== 0) throw ghError("gh auth setup-git", setup, name);
+  await updateVm(name, (vm) => {
+    vm.github = { ...vm.github, authenticated: true, ...(host ? { host } : {}) };
+  });
+  out.event("auth", `Logged in to ${account} in "${name}"; git pushes use gh's credentials.`, {
+    workspace: name,
+  });
+  return await status(name, config, opts.hostname);
+}
+
+export async function status(name: string, config: Config, hostname?: string): Promise<AuthRecord> {
+  const w = await load(name);
+  const host = hostOf(config, hostname) ?? w.vm.github?.host;
+  const guest = await connect(w);
+  const r = await gh(guest, ["auth", "status", ...(host ? ["--hostname", host] : [])], { host });
+  const text = (r.stderr + r.stdout).trim();
+  const user = /Logged in to \S+ (?:account|as) (\S+)/.exec(text)?.[1];
+  return {
+    kind: "auth",
+    workspace: name,
+    host: host ?? /Logged in to (\S+)/.exec(text)?.[1] ?? "github.com",
+    logged_in: r.code === 0,
+    ...(user ? { user } : {}),
+    detail: text,
+  };
+}
+
+export async function logout(name: string, config: Config, hostname?: string): Promise<AuthRecord> {
+  const w = await load(name);
+  const host = hostOf(config, hostname) ?? w.vm.github?.host ?? "github.com";
+  const guest = await connect(w);
+  const r = await gh(guest, ["auth", "logout", "--hostname", host], { host, stdin: "y\n" });
+  if (r.code !== 0 && !/not logged in/i.test(r.stderr + r.stdout)) {
+    throw ghError("gh auth logout", r, name);
+  }
+  await updateVm(name, (vm) => {
+    vm.github = { ...vm.github, authenticated: false };
+  });
+  return { kind: "auth", workspace: name, host, logged_in: false };
+}

@@ -1,0 +1,481 @@
+/**
+ * The GitHub workflow in the guest: clone into ~/workspace/<repo> on a branch, commit, push
+ * (never to a protected branch, never forced), open a pull request whose body ends with a run
+ * record, and report each repository's state. The source never touches the host.
+ */
+
+import type { Config } from "../config.ts";
+import { CalError, ExitCode, notFound, usageError, wrongState } from "../errors.ts";
+import type { Guest } from "../guest/ssh.ts";
+import { ago, type Output } from "../output.ts";
+import type { PullRequestRecord, RepoRecord } from "../records.ts";
+import { updateVm, type VmFile } from "../store.ts";
+import { connect, load, type Loaded } from "../workspace.ts";
+import { VERSION } from "../version.ts";
+import { hostOf } from "./auth.ts";
+import { gh, ghError, git, said } from "./gh.ts";
+
+const SLUG = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+/** git's own rules for branch names, checked before git sees them. */
+const BRANCH =
+  /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/-]+$/;
+
+function checkBranch(b: string): string {
+  if (!BRANCH.test(b) || b.length > 200) {
+    throw usageError(
+      `"${b}" is not a valid branch name.`,
+      "Use letters, digits, '-', '_', '.' and '/' (e.g. agent/fix-login).",
+    );
+  }
+  return b;
+}
+
+/** `feature-work` → `agent/feature-work`; names that already have a prefix stay. */
+export function withPrefix(branch: string, prefix: string): string {
+  return branch.startsWith(prefix) || branch.includes("/") ? branch : prefix + branch;
+}
+
+function repoDir(home: string, repo: string) {
+  return `${home}/workspace/${repo}`;
+}
+
+export interface CloneOptions {
+  repo: string;
+  branch?: string;
+  newBranch?: string;
+  hostname?: string;
+}
+
+export async function clone(
+  name: string,
+  o: CloneOptions,
+  config: Config,
+  out: Output,
+): Promise<RepoRecord> {
+  if (!SLUG.test(o.repo)) {
+    throw usageError(
+      `"${o.repo}" is not owner/name.`,
+      "Pass --repo OWNER/REPO, e.g. --repo octo/app.",
+    );
+  }
+  if (o.branch && o.newBranch) {
+    throw usageError("--branch and --new-branch exclude each other.", "Pass one.");
+  }
+  const newBranch = o.newBranch
+    ? checkBranch(withPrefix(o.newBranch, config.github.default_branch_prefix))
+    : undefined;
+  if (o.branch) checkBranch(o.branch);
+  if (newBranch && isProtected(newBranch, config)) {
+    throw usageError(
+      `"${newBranch}" is a protected branch name.`,
+      "Work on a new branch like agent/my-change.",
+    );
+  }
+  const w = await load(name);
+  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
+  const repoName = o.repo.split("/")[1].replace(/\.git$/, "");
+  if ((w.vm.github?.repos ?? []).some((r) => r.name === repoName)) {
+    throw wrongState(
+      `"${name}" already has a clone of ${repoName}.`,
+      `Use it (~/workspace/${repoName}) or clone under another workspace.`,
+      name,
+    );
+  }
+  const guest = await connect(w);
+  const home = await guest.home();
+  const dir = repoDir(home, repoName);
+  const exists = await guest.exec(["test", "-e", dir]);
+  if (exists.code === 0) {
+    throw wrongState(
+      `${dir} already exists in the guest.`,
+      "Move it aside in the guest, or use it as it is.",
+      name,
+    );
+  }
+  await guest.exec(["mkdir", "-p", `${home}/workspace`]);
+  out.event("clone", `Cloning ${o.repo} into ~/workspace/${repoName}…`, { workspace: name });
+  const cloneArgs = [
+    "repo",
+    "clone",
+    o.repo,
+    dir,
+    ...(o.branch ? ["--", "--branch", o.branch] : []),
+  ];
+  const r = await gh(guest, cloneArgs, { host });
+  if (r.code !== 0) {
+    if (o.branch && /Remote branch .* not found/i.test(r.stderr)) {
+      throw notFound(
+        `Branch "${o.branch}" does not exist in ${o.repo}.`,
+        "Check the name, or create it with --new-branch.",
+        name,
+      );
+    }
+    throw ghError(`Cloning ${o.repo}`, r, name);
+  }
+  let branch = o.branch;
+  if (newBranch) {
+    const remote = await git(guest, dir, ["ls-remote", "--heads", "origin", newBranch], { host });
+    if (remote.code === 0 && remote.stdout.trim()) {
+      throw wrongState(
+        `Branch "${newBranch}" already exists in ${o.repo}.`,
+        `Check it out with --branch ${newBranch}, or pick another name. The clone is in ${dir}.`,
+        name,
+      );
+    }
+    const co = await git(guest, dir, ["checkout", "-b", newBranch]);
+    if (co.code !== 0) throw ghError(`Creating branch ${newBranch}`, co, name);
+    branch = newBranch;
+  }
+  branch ??= (await git(guest, dir, ["rev-parse", "--abbrev-ref", "HEAD"])).stdout.trim();
+  const url = `${host ?? "github.com"}/${o.repo}`;
+  await updateVm(name, (vm) => {
+    vm.github = {
+      ...vm.github,
+      repos: [...(vm.github?.repos ?? []), {
+        name: repoName,
+        url,
+        branch,
+        cloned_at: new Date().toISOString(),
+      }],
+    };
+  });
+  return await repoState(guest, name, { name: repoName, url }, dir);
+}
+
+export function isProtected(branch: string, config: Config, defaultBranch?: string): boolean {
+  return config.github.protected_branches.includes(branch) || branch === defaultBranch;
+}
+
+/** The repository a command works on: named, or the only/first one. */
+function pickRepo(vm: VmFile, repo?: string) {
+  const repos = vm.github?.repos ?? [];
+  if (!repos.length) {
+    throw notFound(
+      `Workspace "${vm.name}" has no cloned repository.`,
+      `Clone one: \`cal-gh clone ${vm.name} --repo OWNER/REPO --new-branch NAME\`.`,
+      vm.name,
+    );
+  }
+  const r = repo ? repos.find((x) => x.name === repo) : repos[0];
+  if (!r) {
+    throw notFound(
+      `Workspace "${vm.name}" has no repository "${repo}".`,
+      `Its repositories: ${repos.map((x) => x.name).join(", ")}.`,
+      vm.name,
+    );
+  }
+  return r;
+}
+
+async function currentBranch(guest: Guest, dir: string, ws: string): Promise<string> {
+  const r = await git(guest, dir, ["rev-parse", "--abbrev-ref", "HEAD"]);
+  if (r.code !== 0) throw ghError("Reading the current branch", r, ws);
+  return r.stdout.trim();
+}
+
+async function defaultBranch(guest: Guest, dir: string): Promise<string | undefined> {
+  const r = await git(guest, dir, ["symbolic-ref", "--short", "refs/remotes/origin/HEAD"]);
+  return r.code === 0 ? r.stdout.trim().replace(/^origin\//, "") : undefined;
+}
+
+/** Refuses (exit 4) before any git command that writes, when the branch is protected. */
+async function guardBranch(guest: Guest, dir: string, ws: string, config: Config): Promise<string> {
+  const branch = await currentBranch(guest, dir, ws);
+  const def = await defaultBranch(guest, dir);
+  if (branch === "HEAD" || isProtected(branch, config, def)) {
+    throw new CalError(
+      branch === "HEAD"
+        ? `The repository in "${ws}" is not on a branch (detached HEAD); cal will not push it.`
+        : `"${branch}" is a protected branch${
+          branch === def ? " (the remote's default)" : ""
+        }; cal never pushes to it.`,
+      {
+        code: "wrong-state",
+        exit: ExitCode.wrongState,
+        hint:
+          `Move the work to a new branch and push that: \`cal-vm ssh ${ws} 'cd ${dir} && git switch -c agent/my-change'\`, then run the command again.`,
+        workspace: ws,
+      },
+    );
+  }
+  return branch;
+}
+
+async function identity(guest: Guest, dir: string, host: string | undefined): Promise<string[]> {
+  const email = await git(guest, dir, ["config", "user.email"]);
+  if (email.code === 0 && email.stdout.trim()) return [];
+  const u = await gh(guest, ["api", "user", "--jq", '.login + " " + (.id|tostring)'], { host });
+  const [login, id] = u.stdout.trim().split(" ");
+  if (u.code !== 0 || !login) {
+    return ["-c", "user.name=cal agent", "-c", "user.email=cal-agent@users.noreply.github.com"];
+  }
+  return [
+    "-c",
+    `user.name=${login}`,
+    "-c",
+    `user.email=${id}+${login}@users.noreply.${host ?? "github.com"}`,
+  ];
+}
+
+export interface CommitOptions {
+  message: string;
+  repo?: string;
+  push?: boolean;
+  pr?: boolean;
+  prTitle?: string;
+  prBody?: string;
+  base?: string;
+  draft?: boolean;
+  hostname?: string;
+}
+
+export async function commit(
+  name: string,
+  o: CommitOptions,
+  config: Config,
+  out: Output,
+): Promise<(RepoRecord | PullRequestRecord)[]> {
+  if (!o.message.trim()) {
+    throw usageError("The commit message is empty.", 'Pass --message "what changed".');
+  }
+  const w = await load(name);
+  const r = pickRepo(w.vm, o.repo);
+  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
+  const guest = await connect(w);
+  const dir = repoDir(await guest.home(), r.name);
+  const pushing = o.push || o.pr || config.github.auto_push;
+  if (pushing) await guardBranch(guest, dir, name, config);
+  const status = await git(guest, dir, ["status", "--porcelain"]);
+  if (status.code !== 0) throw ghError("git status", status, name);
+  if (!status.stdout.trim()) {
+    throw wrongState(
+      `Nothing to commit in ${r.name}: the working tree is clean.`,
+      "Let the agent change something first, or push what is committed with `cal-gh push`.",
+      name,
+    );
+  }
+  const add = await git(guest, dir, ["add", "-A"]);
+  if (add.code !== 0) throw ghError("git add", add, name);
+  const c = await git(guest, dir, [
+    ...await identity(guest, dir, host),
+    "commit",
+    "-q",
+    "-m",
+    o.message,
+  ]);
+  if (c.code !== 0) throw ghError("git commit", c, name);
+  out.event("commit", `Committed in ${r.name}: ${o.message.split("\n")[0]}`, { workspace: name });
+  const results: (RepoRecord | PullRequestRecord)[] = [];
+  if (pushing) await pushIn(guest, dir, name, config, host, out);
+  results.push({
+    ...await repoState(guest, name, r, dir),
+    commit: (await git(guest, dir, ["rev-parse", "HEAD"])).stdout.trim(),
+    pushed: !!pushing,
+  });
+  if (o.pr || config.github.create_pr) {
+    results.push(
+      await prIn(
+        w,
+        guest,
+        dir,
+        r.name,
+        {
+          title: o.prTitle ?? o.message.split("\n")[0],
+          body: o.prBody ?? o.message,
+          base: o.base,
+          draft: o.draft,
+        },
+        config,
+        host,
+        out,
+      ),
+    );
+  }
+  return results;
+}
+
+async function pushIn(
+  guest: Guest,
+  dir: string,
+  ws: string,
+  config: Config,
+  host: string | undefined,
+  out: Output,
+) {
+  const branch = await guardBranch(guest, dir, ws, config);
+  out.event("push", `Pushing ${branch}…`, { workspace: ws });
+  const p = await git(guest, dir, ["push", "-u", "origin", `HEAD:refs/heads/${branch}`], { host });
+  if (p.code !== 0) throw ghError(`Pushing ${branch}`, p, ws);
+  return branch;
+}
+
+export async function push(
+  name: string,
+  o: { repo?: string; hostname?: string },
+  config: Config,
+  out: Output,
+): Promise<RepoRecord> {
+  const w = await load(name);
+  const r = pickRepo(w.vm, o.repo);
+  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
+  const guest = await connect(w);
+  const dir = repoDir(await guest.home(), r.name);
+  await pushIn(guest, dir, name, config, host, out);
+  return { ...await repoState(guest, name, r, dir), pushed: true };
+}
+
+export interface PrOptions {
+  title: string;
+  body?: string;
+  base?: string;
+  draft?: boolean;
+  repo?: string;
+  hostname?: string;
+}
+
+/** The run record a reviewer sees at the end of the body: how the change was made. */
+export function runRecord(vm: VmFile): string {
+  const run = vm.last_run;
+  const first = run?.prompt?.split("\n")[0];
+  const lines = [
+    "",
+    "---",
+    `<sub>Made in an isolated workspace with cal ${VERSION}.</sub>`,
+    "",
+    `- Workspace: \`${vm.name}\``,
+    `- Agent: ${run?.agent ?? vm.agent ?? "(none recorded)"}`,
+    `- Prompt: ${
+      first
+        ? JSON.stringify(first.length > 200 ? first.slice(0, 200) + "…" : first)
+        : "(interactive session)"
+    }`,
+    `- Session-start snapshot: ${run?.snapshot ?? "(none)"}`,
+  ];
+  return lines.join("\n");
+}
+
+async function prIn(
+  w: Loaded,
+  guest: Guest,
+  dir: string,
+  repo: string,
+  o: PrOptions,
+  config: Config,
+  host: string | undefined,
+  out: Output,
+): Promise<PullRequestRecord> {
+  const name = w.vm.name;
+  const head = await guardBranch(guest, dir, name, config);
+  const base = o.base ?? await defaultBranch(guest, dir) ?? "main";
+  // gh pr create needs the branch on the remote; push what is not there yet.
+  const ahead = await git(guest, dir, ["rev-list", "--count", `origin/${head}..HEAD`]);
+  if (ahead.code !== 0 || Number(ahead.stdout.trim()) > 0) {
+    await pushIn(guest, dir, name, config, host, out);
+  }
+  const body = (o.body ?? "") + "\n" + runRecord(w.vm);
+  const args = [
+    "pr",
+    "create",
+    "--title",
+    o.title,
+    "--body-file",
+    "-",
+    "--base",
+    base,
+    "--head",
+    head,
+  ];
+  if (o.draft) args.push("--draft");
+  const r = await gh(guest, args, { host, cwd: dir, stdin: body });
+  const url = /(https?:\/\/\S+\/pull\/\d+)/.exec(r.stdout + "\n" + r.stderr)?.[1];
+  if (r.code !== 0 && !(url && /already exists/.test(r.stderr))) {
+    throw ghError("gh pr create", r, name);
+  }
+  if (!url) {
+    throw new CalError(`gh pr create did not print a pull request URL: ${said(r)}`, {
+      workspace: name,
+    });
+  }
+  if (r.code !== 0) out.warn(`A pull request for ${head} already exists: ${url}`, name);
+  return {
+    kind: "pr",
+    workspace: name,
+    repo,
+    url,
+    number: Number(/\/pull\/(\d+)/.exec(url)?.[1]),
+    title: o.title,
+    base,
+    head,
+    draft: !!o.draft,
+  };
+}
+
+export async function pr(
+  name: string,
+  o: PrOptions,
+  config: Config,
+  out: Output,
+): Promise<PullRequestRecord> {
+  const w = await load(name);
+  const r = pickRepo(w.vm, o.repo);
+  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
+  const guest = await connect(w);
+  return await prIn(w, guest, repoDir(await guest.home(), r.name), r.name, o, config, host, out);
+}
+
+/** One repository's state: branch, changes, last commit, ahead/behind its upstream. */
+async function repoState(
+  guest: Guest,
+  ws: string,
+  r: { name: string; url: string },
+  dir: string,
+): Promise<RepoRecord> {
+  const script = 'git rev-parse --abbrev-ref HEAD; echo "--"; git status --porcelain; echo "--"; ' +
+    'git log -1 --format="%s%x09%cI" 2>/dev/null; echo "--"; ' +
+    'git rev-list --left-right --count "@{upstream}...HEAD" 2>/dev/null';
+  const res = await guest.exec(["sh", "-c", `cd "$1" && { ${script}; }`, "cal-status", dir]);
+  if (res.code !== 0 && !res.stdout) throw ghError(`Reading ${r.name}`, res, ws);
+  const [branch, status, last, counts] = res.stdout.split("--\n").map((s) => s.trim());
+  const lines = status ? status.split("\n") : [];
+  const count = (re: RegExp) => lines.filter((l) => re.test(l.slice(0, 2))).length;
+  const [subject, at] = (last ?? "").split("\t");
+  const [behind, ahead] = (counts ?? "").split(/\s+/).map(Number);
+  return {
+    kind: "repo",
+    workspace: ws,
+    repo: r.name,
+    url: r.url,
+    branch: branch ?? "?",
+    modified: count(/M/),
+    added: count(/A/),
+    deleted: count(/D/),
+    untracked: count(/\?\?/),
+    ...(Number.isFinite(ahead) ? { ahead, behind } : {}),
+    ...(subject ? { last_commit: subject, last_commit_at: at } : {}),
+  };
+}
+
+export async function repoStatuses(name: string): Promise<RepoRecord[]> {
+  const w = await load(name);
+  const repos = w.vm.github?.repos ?? [];
+  if (!repos.length) return [];
+  const guest = await connect(w);
+  const home = await guest.home();
+  const out: RepoRecord[] = [];
+  for (const r of repos) out.push(await repoState(guest, name, r, repoDir(home, r.name)));
+  return out;
+}
+
+/** The spec's status lines for one repository. */
+export function repoText(r: RepoRecord): string {
+  const plural = (n: number, what: string) => `${n} file${n === 1 ? "" : "s"} ${what}`;
+  const lines = [`  ${r.repo} (branch: ${r.branch})`];
+  if (r.modified) lines.push(`    - ${plural(r.modified, "modified")}`);
+  if (r.added + r.untracked) lines.push(`    - ${plural(r.added + r.untracked, "added")}`);
+  if (r.deleted) lines.push(`    - ${plural(r.deleted, "deleted")}`);
+  if (r.last_commit_at) {
+    lines.push(`    - Last commit: ${ago(r.last_commit_at).replace(/ ago$/, "")} ago`);
+  }
+  if (r.ahead !== undefined) lines.push(`    - ${r.ahead} ahead, ${r.behind} behind the remote`);
+  return lines.join("\n");
+}
