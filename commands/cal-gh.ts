@@ -18,7 +18,8 @@ import {
 } from "../lib/cli.ts";
 import { usageError } from "../lib/errors.ts";
 import { login, logout, status as authStatus } from "../lib/github/auth.ts";
-import { clone, commit, pr, push, repoStatuses, repoText } from "../lib/github/repos.ts";
+import { clone, commit, pr, push } from "../lib/github/repos.ts";
+import { repoStatuses, repoText } from "../lib/github/status.ts";
 import type { PullRequestRecord, RepoRecord } from "../lib/records.ts";
 
 async function tokenFromStdin(): Promise<string> {

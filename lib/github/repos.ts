@@ -7,12 +7,13 @@
 import type { Config } from "../config.ts";
 import { CalError, ExitCode, notFound, usageError, wrongState } from "../errors.ts";
 import type { Guest } from "../guest/ssh.ts";
-import { ago, type Output } from "../output.ts";
+import type { Output } from "../output.ts";
 import type { PullRequestRecord, RepoRecord } from "../records.ts";
 import { updateVm, type VmFile } from "../store.ts";
 import { connect, load, type Loaded } from "../workspace.ts";
 import { VERSION } from "../version.ts";
 import { hostOf } from "./auth.ts";
+import { repoState } from "./status.ts";
 import { gh, ghError, git, said } from "./gh.ts";
 
 const SLUG = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
@@ -421,61 +422,4 @@ export async function pr(
   const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
   const guest = await connect(w);
   return await prIn(w, guest, repoDir(await guest.home(), r.name), r.name, o, config, host, out);
-}
-
-/** One repository's state: branch, changes, last commit, ahead/behind its upstream. */
-async function repoState(
-  guest: Guest,
-  ws: string,
-  r: { name: string; url: string },
-  dir: string,
-): Promise<RepoRecord> {
-  const script = 'git rev-parse --abbrev-ref HEAD; echo "--"; git status --porcelain; echo "--"; ' +
-    'git log -1 --format="%s%x09%cI" 2>/dev/null; echo "--"; ' +
-    'git rev-list --left-right --count "@{upstream}...HEAD" 2>/dev/null';
-  const res = await guest.exec(["sh", "-c", `cd "$1" && { ${script}; }`, "cal-status", dir]);
-  if (res.code !== 0 && !res.stdout) throw ghError(`Reading ${r.name}`, res, ws);
-  const [branch, status, last, counts] = res.stdout.split("--\n").map((s) => s.trim());
-  const lines = status ? status.split("\n") : [];
-  const count = (re: RegExp) => lines.filter((l) => re.test(l.slice(0, 2))).length;
-  const [subject, at] = (last ?? "").split("\t");
-  const [behind, ahead] = (counts ?? "").split(/\s+/).map(Number);
-  return {
-    kind: "repo",
-    workspace: ws,
-    repo: r.name,
-    url: r.url,
-    branch: branch ?? "?",
-    modified: count(/M/),
-    added: count(/A/),
-    deleted: count(/D/),
-    untracked: count(/\?\?/),
-    ...(Number.isFinite(ahead) ? { ahead, behind } : {}),
-    ...(subject ? { last_commit: subject, last_commit_at: at } : {}),
-  };
-}
-
-export async function repoStatuses(name: string): Promise<RepoRecord[]> {
-  const w = await load(name);
-  const repos = w.vm.github?.repos ?? [];
-  if (!repos.length) return [];
-  const guest = await connect(w);
-  const home = await guest.home();
-  const out: RepoRecord[] = [];
-  for (const r of repos) out.push(await repoState(guest, name, r, repoDir(home, r.name)));
-  return out;
-}
-
-/** The spec's status lines for one repository. */
-export function repoText(r: RepoRecord): string {
-  const plural = (n: number, what: string) => `${n} file${n === 1 ? "" : "s"} ${what}`;
-  const lines = [`  ${r.repo} (branch: ${r.branch})`];
-  if (r.modified) lines.push(`    - ${plural(r.modified, "modified")}`);
-  if (r.added + r.untracked) lines.push(`    - ${plural(r.added + r.untracked, "added")}`);
-  if (r.deleted) lines.push(`    - ${plural(r.deleted, "deleted")}`);
-  if (r.last_commit_at) {
-    lines.push(`    - Last commit: ${ago(r.last_commit_at).replace(/ ago$/, "")} ago`);
-  }
-  if (r.ahead !== undefined) lines.push(`    - ${r.ahead} ahead, ${r.behind} behind the remote`);
-  return lines.join("\n");
 }
