@@ -23,7 +23,8 @@ import { health, list, status } from "../lib/inspect.ts";
 import { init, start, stop } from "../lib/lifecycle.ts";
 import { ago, table } from "../lib/output.ts";
 import { PROVIDERS } from "../lib/providers/registry.ts";
-import type { CheckRecord, WorkspaceRecord } from "../lib/records.ts";
+import type { CheckRecord, RepoRecord, WorkspaceRecord } from "../lib/records.ts";
+import { repoStatuses, repoText } from "../lib/github/status.ts";
 import { quoteArgs } from "../lib/shell.ts";
 import { cleanup, destroy } from "../lib/teardown.ts";
 import { connect, load, type Loaded } from "../lib/workspace.ts";
@@ -165,11 +166,18 @@ export function program(ctx: Context): Command {
     });
 
   outputOptions(
-    p.command("status").description("show a workspace's state, address, resources and setup")
+    p.command("status").description(
+      "show a workspace's state, address, resources, agent, environments and repositories",
+    )
       .argument("<name>", "workspace name, or - for records on stdin"),
   ).action(async (name) => {
     for (const n of await namesOrStdin(name)) {
-      out.records([await status(n)], ([r]) => statusText(r));
+      const r = await status(n);
+      // Repositories live in the guest: only a running workspace can report them.
+      const repos = r.state === "running" ? await repoStatuses(n) : [];
+      out.records([r, ...repos], ([r, ...repos]) =>
+        statusText(r as WorkspaceRecord) +
+        (repos.length ? `\nRepos:\n${(repos as RepoRecord[]).map(repoText).join("\n")}` : ""));
     }
   });
 
