@@ -38,8 +38,6 @@ export interface ExecOptions {
 }
 
 export class Guest {
-  /** SSH connections opened without a running master (the benchmark reports handshakes). */
-  static handshakes = 0;
   readonly dir: string;
   readonly alias: string;
 
@@ -98,11 +96,6 @@ export class Guest {
     return ["-F", this.configFile];
   }
 
-  private async countHandshake(): Promise<void> {
-    const r = await run("ssh", [...this.base(), "-O", "check", this.alias]);
-    if (r.code !== 0) Guest.handshakes++;
-  }
-
   /** Runs an argument vector in the guest (no shell interpretation of its words). */
   exec(argv: string[], opts: ExecOptions = {}): Promise<RunResult> {
     return this.sh(quoteArgs(argv), opts);
@@ -110,7 +103,6 @@ export class Guest {
 
   /** Runs a shell command line in the guest, behind the PATH preamble. */
   async sh(command: string, opts: ExecOptions = {}): Promise<RunResult> {
-    if (Deno.env.get("CAL_COUNT_HANDSHAKES")) await this.countHandshake();
     const r = await run("ssh", [...this.base(), this.alias, PREAMBLE + command], {
       stdin: opts.stdin,
       timeoutMs: opts.timeoutMs,
