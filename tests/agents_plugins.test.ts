@@ -38,7 +38,13 @@ describe("agent command lines", () => {
     ["codex", {
       interactive: [],
       headless: ["exec", "--json", "--skip-git-repo-check", prompt],
-      autonomous: ["exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", prompt],
+      autonomous: [
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        prompt,
+      ],
     }],
     ["gemini", {
       interactive: [],
@@ -59,12 +65,20 @@ describe("agent command lines", () => {
     for (const p of BUILTIN) {
       assert.ok(p.credentials.length > 0, p.name);
       assert.ok(p.install.length >= 2, p.name);
-      for (const m of p.install) assert.ok(!/\$\{?[A-Z_]*KEY/.test(m.script), `${p.name}: no secrets in scripts`);
+      for (const m of p.install) {
+        assert.ok(!/\$\{?[A-Z_]*KEY/.test(m.script), `${p.name}: no secrets in scripts`);
+      }
     }
   });
 });
 
-function applyJson(p: AgentPlugin, path: string, current: Record<string, unknown>, owned = {}, settings = {}) {
+function applyJson(
+  p: AgentPlugin,
+  path: string,
+  current: Record<string, unknown>,
+  owned = {},
+  settings = {},
+) {
   const e = p.configure(ctx(settings)).find((x) => x.path === path) as JsonEdit;
   assert.ok(e, `${p.name} writes ${path}`);
   const r = e.edit(structuredClone(current), owned);
@@ -92,7 +106,10 @@ describe("agent config files", () => {
     });
     assert.deepEqual(JSON.parse(second.text).permissions.allow, ["Bash(make:*)", "Bash(git:*)"]);
 
-    const state = applyJson(p, ".claude.json", { mcpServers: { x: {} }, projects: { "/other": { a: 1 } } });
+    const state = applyJson(p, ".claude.json", {
+      mcpServers: { x: {} },
+      projects: { "/other": { a: 1 } },
+    });
     const j = JSON.parse(state.text);
     assert.equal(j.hasCompletedOnboarding, true);
     assert.equal(j.lastOnboardingVersion, "2.1.0");
@@ -105,10 +122,16 @@ describe("agent config files", () => {
   });
 
   it("opencode: the spec's auto_approve/deny become v1 permission rules", () => {
-    const r = applyJson(byName("opencode"), ".config/opencode/opencode.json", { model: "x/y", permission: { webfetch: "deny" } }, {}, {
-      auto_approve: ["read", "write"],
-      deny: ["shell:sudo*"],
-    });
+    const r = applyJson(
+      byName("opencode"),
+      ".config/opencode/opencode.json",
+      { model: "x/y", permission: { webfetch: "deny" } },
+      {},
+      {
+        auto_approve: ["read", "write"],
+        deny: ["shell:sudo*"],
+      },
+    );
     const c = JSON.parse(r.text);
     assert.equal(c.autoupdate, false);
     assert.equal(c.model, "x/y");
@@ -129,16 +152,23 @@ describe("agent config files", () => {
 
   it("codex: TOML keys set in place, other lines kept", () => {
     const e = byName("codex").configure(ctx()).find((x) => x.format === "toml") as TextEdit;
-    const before = '# mine\nmodel = "o3"\nsandbox_mode = "read-only"\n\n[mcp_servers.x]\ncommand = "y"\n';
+    const before =
+      '# mine\nmodel = "o3"\nsandbox_mode = "read-only"\n\n[mcp_servers.x]\ncommand = "y"\n';
     const { next } = e.edit(before, {});
-    assert.match(next, /^# mine\nmodel = "o3"\nsandbox_mode = "workspace-write"\napproval_policy = "on-request"\n/);
+    assert.match(
+      next,
+      /^# mine\nmodel = "o3"\nsandbox_mode = "workspace-write"\napproval_policy = "on-request"\n/,
+    );
     assert.match(next, /\[mcp_servers\.x\]\ncommand = "y"/);
-    assert.match(next, /\[projects\."\/Users\/admin\/workspace\/app"\]\ntrust_level = "trusted"\n$/);
+    assert.match(
+      next,
+      /\[projects\."\/Users\/admin\/workspace\/app"\]\ntrust_level = "trusted"\n$/,
+    );
     assert.equal(e.edit(next, {}).next, next, "idempotent");
   });
 
   it("tomlSet adds tables and replaces keys only inside the right table", () => {
-    const t = tomlSet('a = 1\n[x]\na = 2\n', "x", "a", "3");
+    const t = tomlSet("a = 1\n[x]\na = 2\n", "x", "a", "3");
     assert.equal(t, "a = 1\n[x]\na = 3\n");
     assert.equal(tomlSet("", undefined, "k", '"v"'), 'k = "v"\n');
   });
@@ -149,11 +179,21 @@ describe("headless output parsing", () => {
     const r = byName("claude-code").parseHeadless(
       '{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"s-1","total_cost_usd":0.12,"permission_denials":[{"tool_name":"Edit"}]}\n',
     );
-    assert.deepEqual(r, { session_id: "s-1", cost_usd: 0.12, permission_denials: [{ tool_name: "Edit" }], result: "done", is_error: false });
+    assert.deepEqual(r, {
+      session_id: "s-1",
+      cost_usd: 0.12,
+      permission_denials: [{ tool_name: "Edit" }],
+      result: "done",
+      is_error: false,
+    });
   });
   it("opencode's event stream", () => {
     const r = byName("opencode").parseHeadless(
-      ['{"type":"step_start","sessionID":"ses_1"}', '{"type":"text","part":{"text":"hi"}}', '{"type":"done","rejected":["bash"]}'].join("\n"),
+      [
+        '{"type":"step_start","sessionID":"ses_1"}',
+        '{"type":"text","part":{"text":"hi"}}',
+        '{"type":"done","rejected":["bash"]}',
+      ].join("\n"),
     );
     assert.equal(r.session_id, "ses_1");
     assert.equal(r.result, "hi");
@@ -173,7 +213,20 @@ describe("launch screen and banner", () => {
       lastBackup: "2 minutes ago (auto-snapshot)",
       autonomous: false,
     });
-    for (const want of ["Workspace:     my-workspace", "Running", "Active - Host filesystem protected", "ios, android", "Claude Code", "owner/my-app (branch: agent/feature)", "Last backup: 2 minutes ago", "[Enter] Launch Agent", "[B] Backup First", "[Q] Quit"]) {
+    for (
+      const want of [
+        "Workspace:     my-workspace",
+        "Running",
+        "Active - Host filesystem protected",
+        "ios, android",
+        "Claude Code",
+        "owner/my-app (branch: agent/feature)",
+        "Last backup: 2 minutes ago",
+        "[Enter] Launch Agent",
+        "[B] Backup First",
+        "[Q] Quit",
+      ]
+    ) {
       assert.ok(s.includes(want), want);
     }
   });

@@ -79,7 +79,10 @@ describe("snapshots", () => {
     const d = await rig.snap(["delete", ws, "--name", "nope"]);
     assert.equal(d.code, 3, show(d));
     const calls = (await rig.tartCalls()).slice(before);
-    assert.ok(!calls.some((a) => ["delete", "clone", "stop", "rename"].includes(a[0])), JSON.stringify(calls));
+    assert.ok(
+      !calls.some((a) => ["delete", "clone", "stop", "rename"].includes(a[0])),
+      JSON.stringify(calls),
+    );
   });
 
   it("hostile and duplicate snapshot names are refused", async () => {
@@ -125,7 +128,10 @@ describe("automatic snapshots, rollback and cleanup", () => {
   before(async () => {
     rig = await Rig.create();
     const cfg = join(rig.env.CAL_HOME, "config.yaml");
-    await Deno.writeTextFile(cfg, (await Deno.readTextFile(cfg)) + "  snapshots:\n    max_auto_snapshots: 2\n");
+    await Deno.writeTextFile(
+      cfg,
+      (await Deno.readTextFile(cfg)) + "  snapshots:\n    max_auto_snapshots: 2\n",
+    );
     ws = rig.name("auto");
     assert.equal((await rig.vm(["init", ws])).code, 0);
   });
@@ -199,16 +205,41 @@ describe("scheduled cleanup", () => {
   after(async () => await rig.close());
 
   it("prints a crontab line that runs cleanup for all workspaces", async () => {
-    const r = await rig.snap(["schedule", "--every", "1d", "--older-than", "7d", "--print", "--scheduler", "cron", "--human"]);
+    const r = await rig.snap([
+      "schedule",
+      "--every",
+      "1d",
+      "--older-than",
+      "7d",
+      "--print",
+      "--scheduler",
+      "cron",
+      "--human",
+    ]);
     assert.equal(r.code, 0, show(r));
-    assert.match(r.stdout, /^0 3 \* \* \* .*cleanup --all --auto-only --older-than 7d --json >>.*2>&1 # cal-snap schedule$/m);
+    assert.match(
+      r.stdout,
+      /^0 3 \* \* \* .*cleanup --all --auto-only --older-than 7d --json >>.*2>&1 # cal-snap schedule$/m,
+    );
   });
 
   it("prints a well-formed launchd plist", async (t) => {
-    const r = await rig.snap(["schedule", "--every", "6h", "--print", "--scheduler", "launchd", "--human"]);
+    const r = await rig.snap([
+      "schedule",
+      "--every",
+      "6h",
+      "--print",
+      "--scheduler",
+      "launchd",
+      "--human",
+    ]);
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, /<key>StartInterval<\/key>\s*<integer>21600<\/integer>/);
-    const lint = await new Deno.Command("xmllint", { args: ["--noout", "-"], stdin: "piped", stderr: "piped" })
+    const lint = await new Deno.Command("xmllint", {
+      args: ["--noout", "-"],
+      stdin: "piped",
+      stderr: "piped",
+    })
       .spawn();
     const w = lint.stdin.getWriter();
     await w.write(new TextEncoder().encode(r.stdout));
@@ -222,19 +253,35 @@ describe("scheduled cleanup", () => {
     if (Deno.build.os === "darwin") return t.skip("crontab test is for Linux hosts");
     const has = await new Deno.Command("sh", { args: ["-c", "command -v crontab"] }).output();
     if (has.code !== 0) return t.skip("crontab is not installed (apt-get install cron)");
-    const saved = await new Deno.Command("crontab", { args: ["-l"], stdout: "piped", stderr: "null" }).output();
+    const saved = await new Deno.Command("crontab", {
+      args: ["-l"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
     try {
       const r = await rig.snap(["schedule", "--every", "1d", "--scheduler", "cron", "--json"]);
       assert.equal(r.code, 0, show(r));
-      const tab = new TextDecoder().decode((await new Deno.Command("crontab", { args: ["-l"], stdout: "piped" }).output()).stdout);
+      const tab = new TextDecoder().decode(
+        (await new Deno.Command("crontab", { args: ["-l"], stdout: "piped" }).output()).stdout,
+      );
       assert.match(tab, /cleanup --all --auto-only --json .*# cal-snap schedule/);
       const again = await rig.snap(["schedule", "--every", "12h", "--scheduler", "cron"]);
       assert.equal(again.code, 0, show(again));
-      const tab2 = new TextDecoder().decode((await new Deno.Command("crontab", { args: ["-l"], stdout: "piped" }).output()).stdout);
-      assert.equal(tab2.match(/# cal-snap schedule/g)?.length, 1, "re-scheduling replaces the entry");
+      const tab2 = new TextDecoder().decode(
+        (await new Deno.Command("crontab", { args: ["-l"], stdout: "piped" }).output()).stdout,
+      );
+      assert.equal(
+        tab2.match(/# cal-snap schedule/g)?.length,
+        1,
+        "re-scheduling replaces the entry",
+      );
       const rm = await rig.snap(["schedule", "--remove", "--scheduler", "cron"]);
       assert.equal(rm.code, 0, show(rm));
-      const tab3 = await new Deno.Command("crontab", { args: ["-l"], stdout: "piped", stderr: "null" }).output();
+      const tab3 = await new Deno.Command("crontab", {
+        args: ["-l"],
+        stdout: "piped",
+        stderr: "null",
+      }).output();
       assert.doesNotMatch(new TextDecoder().decode(tab3.stdout), /cal-snap schedule/);
     } finally {
       const restore = new Deno.Command("crontab", { args: ["-"], stdin: "piped" }).spawn();

@@ -29,7 +29,10 @@ describe("start failures", { skip: REAL_TART && "needs the fake tart's failure k
     assert.equal((await rig.vm(["init", n])).code, 0);
     const r = await rig.vm(["start", n], { env: { FAKE_TART_IP_DELAY: "3" } });
     assert.equal(r.code, 0, show(r));
-    assert.match(r.stderr, /"event":"waiting","message":"Waiting for \\"slow-ip\\" to get an IP address/);
+    assert.match(
+      r.stderr,
+      /"event":"waiting","message":"Waiting for \\"slow-ip\\" to get an IP address/,
+    );
     assert.equal((await rig.vm(["stop", n])).code, 0);
   });
 
