@@ -8,7 +8,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Argument, Command, Option } from "commander";
+import { Argument, Command, Option } from "@commander-js/extra-typings";
 import { bash, fish, GENERATED, zsh } from "../scripts/completions.ts";
 import { specOf } from "../commands/tree.ts";
 import { REPO } from "./helpers.ts";
@@ -258,7 +258,7 @@ describe("choices", () => {
     .option("--coats <n>", "how many coats")
     .argument("<name>", "workspace name")
     .addArgument(new Argument("<finish>", "the finish").choices(["gloss", "matte"]));
-  const tree = specOf(p as unknown as Command);
+  const tree = specOf(p);
   const file = (ext: string) => join(tmp, `choices.${ext}`);
   const setup = async () => {
     await Deno.writeTextFile(file("bash"), bash(tree, ["cal"]));

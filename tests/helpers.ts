@@ -62,8 +62,16 @@ export async function runTool(
   return { code: out.code, stdout, stderr, records: parseNdjson(stdout) };
 }
 
+/** The NDJSON records in a command's stdout (other lines, e.g. a guest's output, are skipped). */
 export function parseNdjson(text: string): Record<string, unknown>[] {
-  return text.split("\n").filter((l) => l.trim().startsWith("{")).map((l) => JSON.parse(l));
+  const records: Record<string, unknown>[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      records.push(JSON.parse(line));
+    } catch { /* not a record */ }
+  }
+  return records;
 }
 
 /** A fresh temporary folder, removed by the returned function. */

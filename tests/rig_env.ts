@@ -63,6 +63,10 @@ export class Rig {
     return runTool("cal-vm", args, { ...this.env, ...opts.env }, opts);
   }
 
+  agent(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
+    return runTool("cal-agent", args, { ...this.env, ...opts.env }, opts);
+  }
+
   snap(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
     return runTool("cal-snap", args, { ...this.env, ...opts.env }, opts);
   }
