@@ -146,7 +146,7 @@ export async function installAgent(
         source: "builtin",
       };
     }
-    const said = (r.stderr.trim() || r.stdout.trim()).split("\n").pop() ?? `exit ${r.code}`;
+    const said = failureLine(r.stderr + "\n" + r.stdout) ?? `exit ${r.code}`;
     failures.push(`${m.name}: ${r.code === 0 ? "installed nothing cal can find on PATH" : said}`);
     out.warn(`${m.name} install of ${plugin.displayName} failed: ${failures.at(-1)}`, name);
   }
@@ -213,6 +213,15 @@ export async function updateAgent(
     active: w.vm.agent === plugin.name,
     source: "builtin",
   };
+}
+
+/** The most telling line of an installer's output: its reason, else its last line. */
+export function failureLine(text: string): string | undefined {
+  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) =>
+    /reason:|ERR!|^Error:|error code|not found|No such|Permission denied/i.test(l)
+  ) ??
+    lines.pop();
 }
 
 export function notInstalled(plugin: AgentPlugin, ws: string): CalError {
