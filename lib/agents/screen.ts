@@ -63,7 +63,7 @@ export function confirmationScreen(i: ScreenInfo, inner = 65): string {
     `├${"─".repeat(inner)}┤`,
     `│${
       pad(
-        " ".repeat(Math.max(0, inner - 52)) +
+        " ".repeat(Math.max(0, inner - 53)) +
           "[Enter] Launch Agent    [B] Backup First    [Q] Quit ",
         inner,
       )
