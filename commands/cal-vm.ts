@@ -40,6 +40,13 @@ function positiveInt(what: string) {
   };
 }
 
+function networkMode(v: string): "host" | "none" {
+  if (v !== "host" && v !== "none") {
+    throw new InvalidArgumentError("--network is host or none.");
+  }
+  return v;
+}
+
 const stateColor = (s: string) =>
   s === "running"
     ? pc.green(s)
@@ -71,6 +78,7 @@ export function statusText(r: WorkspaceRecord): string {
     `VM: ${r.workspace} (${stateColor(r.state)})`,
     ...(r.ip ? [`IP: ${r.ip}`] : []),
     `Provider: ${r.provider} (${r.vm})`,
+    ...(r.isolation ? [`Isolation: ${r.isolation}`] : []),
     `Resources: ${r.cpu} CPU, ${r.memory} MB memory, ${r.disk} GB disk` +
     (r.size_gb !== undefined ? ` (${r.size_gb} GB used on the host)` : ""),
     `Image: ${r.base_image}`,
@@ -97,7 +105,12 @@ export function program(ctx: Context): Command {
       .option("--memory <mb>", "memory in MB", positiveInt("--memory"))
       .option("--disk <gb>", "disk size in GB", positiveInt("--disk"))
       .option("--image <ref>", "base image (default from config)")
-      .option("--provider <name>", `where the workspace runs: ${PROVIDERS.join(", ")}`),
+      .option("--provider <name>", `where the workspace runs: ${PROVIDERS.join(", ")}`)
+      .option(
+        "--network <mode>",
+        "host (default) or none: no network in the guest (sandbox)",
+        networkMode,
+      ),
   ).action(async (name, o) => {
     if (o.provider && !(PROVIDERS as readonly string[]).includes(o.provider)) {
       const { usageError } = await import("../lib/errors.ts");
@@ -109,8 +122,9 @@ export function program(ctx: Context): Command {
         ...(o.memory ? { memory: o.memory } : {}),
         ...(o.disk ? { disk_size: o.disk } : {}),
         ...(o.image ? { base_image: o.image } : {}),
-        ...(o.provider ? { provider: o.provider as "tart" } : {}),
+        ...(o.provider ? { provider: o.provider as "tart" | "sandbox" } : {}),
       },
+      ...(o.network ? { network: o.network } : {}),
     }, out);
     out.records(
       [r],

@@ -8,7 +8,7 @@
 
 import { join } from "node:path";
 import { type Config, resolveVmSettings, type VmSettings } from "./config.ts";
-import { CalError, ExitCode, notFound, wrongState } from "./errors.ts";
+import { CalError, ExitCode, notFound, usageError, wrongState } from "./errors.ts";
 import { Guest } from "./guest/ssh.ts";
 import { onInterrupt } from "./interrupt.ts";
 import { validateName } from "./names.ts";
@@ -22,6 +22,8 @@ import type { WorkspaceRecord } from "./records.ts";
 
 export interface InitOptions {
   settings: Partial<VmSettings>;
+  /** "none": no network in the guest (sandbox provider). */
+  network?: "host" | "none";
   template?: { name: string; resources?: Partial<VmSettings> };
   environments?: string[];
   agent?: string;
@@ -42,6 +44,16 @@ export async function init(
   const s = resolveVmSettings(config, opts.template?.resources, opts.settings);
   const provider = getProvider(s.provider);
   await provider.ensureAvailable();
+  if (opts.network === "none" && provider.name !== "sandbox") {
+    throw usageError(
+      `--network none is not available for the ${provider.name} provider.`,
+      "Use --provider sandbox, or leave the network on.",
+    );
+  }
+  // A sandbox is made from the host's own system folders; a Tart image name means nothing there.
+  const image = provider.name === "sandbox" && !opts.settings.base_image
+    ? "host-system"
+    : s.base_image;
   const machine = machineName(name);
 
   return await withLock(name, async () => {
@@ -67,7 +79,7 @@ export async function init(
     }
     const vm: VmFile = {
       name,
-      base_image: s.base_image,
+      base_image: image,
       created_at: new Date().toISOString(),
       provider: provider.name,
       vm: machine,
@@ -75,6 +87,7 @@ export async function init(
       ...(opts.template ? { template: opts.template.name } : {}),
       resources: { cpu: s.cpu, memory: s.memory, disk_size: s.disk_size },
       user: s.user,
+      ...(opts.network ? { options: { network: opts.network } } : {}),
       output_dir: join(expandHome(config.output.sync_dir), name),
       ...(opts.agent ? { agent: opts.agent } : {}),
       environments: opts.environments ?? [],
@@ -86,9 +99,9 @@ export async function init(
     };
     const dispose = onInterrupt(undo);
     try {
-      out.event("clone", `Creating ${machine} from ${s.base_image}…`, { workspace: name });
+      out.event("clone", `Creating ${machine} from ${image}…`, { workspace: name });
       await provider.clone(
-        s.base_image,
+        image,
         machine,
         (line) => out.event("progress", line.trim(), { workspace: name }),
       );
@@ -97,6 +110,7 @@ export async function init(
         memory: s.memory,
         diskSize: s.disk_size,
         uniqueIdentity: true,
+        ...(opts.network ? { network: opts.network } : {}),
       });
       vm.status = "ready";
       await writeVm(vm);
@@ -218,6 +232,7 @@ async function waitReady(
   let keyInstalled = false;
   let lastReason = "";
   let said = false;
+  let attempt = 0;
   while (Date.now() < deadline) {
     if (exited) throw startFailed(w, exited, logFile);
     const ep = await w.provider.endpoint(w.machine);
@@ -225,6 +240,10 @@ async function waitReady(
       host = ep.host;
       const guest = new Guest(name, ep, w.vm.user);
       await guest.prepare();
+      if (w.provider.authorizeKey && !keyInstalled) {
+        await w.provider.authorizeKey(w.machine, await Deno.readTextFile(guest.keyFile + ".pub"));
+        keyInstalled = true;
+      }
       const probe = await guest.probe(2);
       if (probe.ok) {
         const secs = ((Date.now() - t0) / 1000).toFixed(1);
@@ -259,7 +278,8 @@ async function waitReady(
       said = true;
       out.event("waiting", `Waiting for "${name}" to get an IP address…`, { workspace: name });
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    // Poll quickly at first (a sandbox is up in a moment), then once a second.
+    await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt++)));
   }
   if (exited) throw startFailed(w, exited, logFile);
   throw new CalError(

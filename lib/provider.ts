@@ -30,6 +30,8 @@ export interface MachineSettings {
   diskSize: number;
   /** Give the machine its own identity (MAC address, serial number) after a clone. */
   uniqueIdentity: boolean;
+  /** "none" cuts the guest off the network (where the provider supports it). */
+  network?: "host" | "none";
 }
 
 export interface StartOptions {
@@ -56,6 +58,8 @@ export interface StartResult {
 export interface Endpoint {
   host: string;
   port: number;
+  /** A command whose stdin/stdout reach the guest's sshd (ssh's ProxyCommand), when no route does. */
+  proxyCommand?: string[];
 }
 
 export interface Provider {
@@ -83,6 +87,11 @@ export interface Provider {
    * limit (Apple allows two running macOS VMs).
    */
   checkCapacity(starting: string): Promise<void>;
+  /**
+   * Puts a public key into the guest user's authorized_keys directly, for providers whose guest
+   * state cal can write (so no password is ever needed). Tart's guests learn the key over SSH.
+   */
+  authorizeKey?(name: string, publicKey: string): Promise<void>;
   /** Removes cached images unused for `days` days, where the provider keeps a cache. */
   pruneCache?(days: number): Promise<void>;
 }

@@ -18,6 +18,8 @@ export interface WorkspaceRecord {
   workspace: string;
   state: WorkspaceState;
   provider: string;
+  /** What the isolation is, in words (a VM, or namespaces with a shared kernel). */
+  isolation?: string;
   /** The provider's own name for the machine (the Tart VM name). */
   vm: string;
   ip?: string;

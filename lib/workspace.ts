@@ -50,6 +50,7 @@ export function toRecord(
     workspace: w.vm.name,
     state,
     provider: w.vm.provider,
+    isolation: w.provider.isolation,
     vm: w.machine,
     ...(ip ? { ip } : {}),
     cpu: info?.cpu ?? w.vm.resources.cpu,

@@ -177,7 +177,11 @@ export async function runAgent(
       say(
         titleSequence(name) +
           banner(
-            { workspace: name, environments: w.vm.environments ?? [] },
+            {
+              workspace: name,
+              environments: w.vm.environments ?? [],
+              sandbox: w.provider.name === "sandbox",
+            },
             "running",
             Deno.consoleSize?.().columns ?? 80,
           ) + "\n",

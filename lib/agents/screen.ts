@@ -96,7 +96,7 @@ export type BannerState = "running" | "starting" | "stopping" | "error";
 
 /** The one-line banner: 🔒 CAL ISOLATION ACTIVE │ VM: ws │ Env: ios,android │ Safe Mode. */
 export function banner(
-  i: Pick<ScreenInfo, "workspace" | "environments">,
+  i: Pick<ScreenInfo, "workspace" | "environments"> & { sandbox?: boolean },
   state: BannerState,
   columns = 80,
 ): string {
@@ -106,7 +106,10 @@ export function banner(
     ? "⚠️  CAL ISOLATION ERROR"
     : `🔒 CAL ISOLATION ${state.toUpperCase()}`;
   const env = i.environments.length ? i.environments.join(",") : "none";
-  const text = pad(` ${label} │ VM: ${i.workspace} │ Env: ${env} │ Safe Mode`, columns);
+  const where = i.sandbox
+    ? `Sandbox: ${i.workspace} (namespaces, shared kernel)`
+    : `VM: ${i.workspace}`;
+  const text = pad(` ${label} │ ${where} │ Env: ${env} │ Safe Mode`, columns);
   const paint = state === "running" ? pc.bgGreen : state === "error" ? pc.bgRed : pc.bgYellow;
   return paint(pc.black(pc.bold(text)));
 }

@@ -72,6 +72,9 @@ export class Guest {
       `  HostName ${this.endpoint.host}`,
       `  Port ${this.endpoint.port}`,
       `  User ${this.user}`,
+      ...(this.endpoint.proxyCommand
+        ? [`  ProxyCommand ${quoteArgs(this.endpoint.proxyCommand)}`]
+        : []),
       `  IdentityFile ${q(this.keyFile)}`,
       `  IdentitiesOnly yes`,
       `  UserKnownHostsFile ${q(join(this.dir, "known_hosts"))}`,

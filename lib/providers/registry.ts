@@ -2,9 +2,10 @@
 
 import { usageError } from "../errors.ts";
 import type { Provider } from "../provider.ts";
+import { SandboxProvider } from "./sandbox.ts";
 import { TartProvider } from "./tart.ts";
 
-export const PROVIDERS = ["tart"] as const;
+export const PROVIDERS = ["tart", "sandbox"] as const;
 
 const instances = new Map<string, Provider>();
 
@@ -13,6 +14,7 @@ export function getProvider(name: string): Provider {
   let p = instances.get(name);
   if (p) return p;
   if (name === "tart") p = new TartProvider();
+  else if (name === "sandbox") p = new SandboxProvider();
   else {
     throw usageError(
       `Unknown provider "${name}".`,

@@ -156,7 +156,12 @@ function sshdConfig(spec: GuestSpec): string {
 /** The bwrap argument list that runs `command` as the guest. */
 export function bwrapArgs(spec: GuestSpec, command: string[]): string[] {
   const etc = layout.etc(spec);
+  const root = Deno.uid() === 0;
   const a = [
+    // Rootless: a user namespace of its own, the caller mapped to the guest user.
+    ...(root
+      ? []
+      : ["--unshare-user", "--uid", String(spec.user.uid), "--gid", String(spec.user.gid)]),
     "--unshare-pid",
     "--unshare-ipc",
     "--unshare-uts",

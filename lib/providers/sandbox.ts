@@ -1,0 +1,393 @@
+/**
+ * The sandbox provider: on Linux hosts, a workspace is a bubblewrap sandbox (its own mount, PID,
+ * IPC and UTS namespaces, and with `--network none` its own empty network namespace) running
+ * sshd, so the guest layer talks OpenSSH to it exactly as to a Tart VM. It is not a VM: the
+ * kernel is shared, and every command says so.
+ *
+ * A machine is a folder, `~/.cal/isolation/sandboxes/<machine>/`: `machine.json` (settings) and
+ * `guest/` (its writable state: home and tool prefixes). Clones and snapshots are copies of that
+ * folder (`cp --reflink=auto`: instant on btrfs/xfs). As root the guest user is admin (uid 501)
+ * and sshd listens on port 22 of the machine's own loopback address; rootless (unprivileged user
+ * namespaces) the caller is mapped to that user and sshd uses a high port. Where the host allows
+ * neither, cal says exactly what is missing; it never runs a workspace unisolated.
+ */
+
+import { join } from "node:path";
+import { CalError, notFound, wrongState } from "../errors.ts";
+import { calHome } from "../paths.ts";
+import { alive, run, which } from "../process.ts";
+import type {
+  Endpoint,
+  MachineInfo,
+  MachineSettings,
+  Provider,
+  StartOptions,
+  StartResult,
+} from "../provider.ts";
+import { bwrapArgs, type GuestSpec, layout, listening, prepareGuest } from "../sandbox/guest.ts";
+import { startDetached } from "./tart.ts";
+
+export const SANDBOX_ISOLATION = "Linux namespaces (bubblewrap), not a VM: the kernel is shared";
+
+interface MachineFile {
+  cpu: number;
+  memory: number;
+  disk: number;
+  network: "host" | "none";
+  created_at: string;
+}
+
+const SKELETON = {
+  ".profile":
+    'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$HOME/go/bin:/opt/homebrew/bin:$PATH"\n',
+  ".zshrc": "# cal sandbox guest\n",
+  ".bashrc": "# cal sandbox guest\n",
+  ".npmrc": "prefix=${HOME}/.local\n",
+};
+
+export class SandboxProvider implements Provider {
+  readonly name = "sandbox";
+  readonly isolation = SANDBOX_ISOLATION;
+
+  root = () => join(calHome(), "isolation", "sandboxes");
+  dir = (m: string) => join(this.root(), m);
+  private pidFile = (m: string) => join(this.dir(m), "run.pid");
+
+  async ensureAvailable(): Promise<void> {
+    if (Deno.build.os !== "linux") {
+      throw new CalError("The sandbox provider needs Linux (bubblewrap).", {
+        code: "tool-missing",
+        hint: "On macOS use the tart provider: --provider tart.",
+      });
+    }
+    if (!which("bwrap")) {
+      throw new CalError("bubblewrap (`bwrap`) is not installed.", {
+        code: "tool-missing",
+        hint:
+          "Install it: `sudo apt-get install bubblewrap` (Debian/Ubuntu) or `sudo dnf install bubblewrap`.",
+      });
+    }
+    if (!which("/usr/sbin/sshd")) {
+      throw new CalError(
+        "OpenSSH's server (/usr/sbin/sshd) is not installed; the sandbox runs it as the guest.",
+        {
+          code: "tool-missing",
+          hint:
+            "Install it: `sudo apt-get install openssh-server` (cal runs it only inside sandboxes).",
+        },
+      );
+    }
+    if (Deno.uid() !== 0) {
+      const probe = await run("bwrap", ["--unshare-user", "--ro-bind", "/", "/", "true"]);
+      if (probe.code !== 0) {
+        const sysctl = await Deno.readTextFile("/proc/sys/kernel/unprivileged_userns_clone").catch(
+          () => "",
+        );
+        const apparmor = await Deno.readTextFile(
+          "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        )
+          .catch(() => "");
+        const why = sysctl.trim() === "0"
+          ? "the kernel forbids unprivileged user namespaces (kernel.unprivileged_userns_clone = 0)"
+          : apparmor.trim() === "1"
+          ? "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)"
+          : `bwrap cannot create a user namespace: ${probe.stderr.trim()}`;
+        throw new CalError(`Cannot isolate a workspace without root: ${why}.`, {
+          code: "tool-missing",
+          hint:
+            "Allow unprivileged user namespaces (e.g. `sudo sysctl kernel.unprivileged_userns_clone=1`, " +
+            "or an AppArmor profile for bwrap), or run cal as root. cal never runs a workspace unisolated.",
+        });
+      }
+    }
+  }
+
+  private readMachine(m: string): MachineFile | undefined {
+    try {
+      return JSON.parse(Deno.readTextFileSync(join(this.dir(m), "machine.json")));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async writeMachine(m: string, f: MachineFile): Promise<void> {
+    await Deno.writeTextFile(join(this.dir(m), "machine.json"), JSON.stringify(f, null, 2) + "\n");
+  }
+
+  spec(m: string, opts: { outputDir?: string; network?: "host" | "none" } = {}): GuestSpec {
+    const root = Deno.uid() === 0;
+    const network = opts.network ?? this.readMachine(m)?.network ?? "host";
+    return {
+      stateDir: join(this.dir(m), "guest"),
+      user: {
+        name: "admin",
+        uid: 501,
+        gid: 20,
+        group: "staff",
+        home: "/Users/admin",
+        ...(root ? { password: "admin" } : {}),
+      },
+      hostname: m,
+      listen: network === "none"
+        ? { host: "127.0.0.1", port: root ? 22 : 2222 }
+        : { host: addressOf(m), port: root ? 22 : portOf(m) },
+      prefixes: ["/opt/homebrew", "/usr/local"],
+      network,
+      shares: opts.outputDir
+        ? [{ host: opts.outputDir, guest: "/Volumes/My Shared Files/output" }]
+        : [],
+    };
+  }
+
+  async clone(source: string, target: string): Promise<void> {
+    await Deno.mkdir(this.root(), { recursive: true });
+    if (this.readMachine(target)) {
+      throw wrongState(`Sandbox machine ${target} already exists.`, "Delete it first.");
+    }
+    const tmp = join(this.root(), `.tmp-${crypto.randomUUID()}`);
+    try {
+      if (this.readMachine(source)) {
+        const r = await run("cp", ["-a", "--reflink=auto", this.dir(source), tmp]);
+        if (r.code !== 0) throw new CalError(`Copying ${source} failed: ${r.stderr.trim()}`);
+        await Deno.remove(join(tmp, "run.pid")).catch(() => {});
+      } else {
+        // Any other source is the host system image: read-only /usr, a fresh home and prefixes.
+        await Deno.mkdir(tmp, { recursive: true });
+        const spec = { ...this.spec(target), stateDir: join(tmp, "guest") };
+        await prepareGuest(spec);
+        for (const [f, text] of Object.entries(SKELETON)) {
+          await Deno.writeTextFile(join(layout.home(spec), f), text);
+        }
+        if (Deno.uid() === 0) await run("chown", ["-R", "501:20", layout.home(spec)]);
+        await Deno.writeTextFile(
+          join(tmp, "machine.json"),
+          JSON.stringify({
+            cpu: 0,
+            memory: 0,
+            disk: 0,
+            network: "host",
+            created_at: new Date().toISOString(),
+          }),
+        );
+      }
+      await Deno.rename(tmp, this.dir(target));
+    } catch (e) {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      throw e;
+    }
+  }
+
+  async configure(m: string, s: MachineSettings & { network?: "host" | "none" }): Promise<void> {
+    const f = this.readMachine(m);
+    if (!f) throw notFound(`Sandbox machine ${m} does not exist.`);
+    await this.writeMachine(m, {
+      ...f,
+      cpu: s.cpu,
+      memory: s.memory,
+      disk: s.diskSize,
+      ...(s.network ? { network: s.network } : {}),
+    });
+  }
+
+  private runner(m: string): number | undefined {
+    try {
+      const pid = Number(Deno.readTextFileSync(this.pidFile(m)).trim());
+      if (!pid || !alive(pid)) return undefined;
+      const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+      return cmd.includes(join(this.dir(m), "guest")) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async start(m: string, opts: StartOptions): Promise<StartResult> {
+    const f = this.readMachine(m);
+    if (!f) throw notFound(`Sandbox machine ${m} does not exist.`);
+    if (this.runner(m)) throw wrongState(`Sandbox machine ${m} is already running.`);
+    const network = (opts.options?.network as "host" | "none" | undefined) ?? f.network;
+    const spec = this.spec(m, { outputDir: opts.outputDir, network });
+    await prepareGuest(spec);
+    const args = bwrapArgs(spec, ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"]);
+    const limits = await this.limits(f);
+    // bwrap's --die-with-parent ties the guest to its parent: a shell that outlives cal and
+    // whose end (stop) ends the guest.
+    const [bin, ...rest] = [
+      ...limits,
+      "sh",
+      "-c",
+      '"$@" & wait $!',
+      "cal-sandbox",
+      "bwrap",
+      ...args,
+    ];
+    const started = await startDetached(bin, rest, opts.logFile);
+    await Deno.writeTextFile(this.pidFile(m), String(started.pid));
+    return started;
+  }
+
+  /** Resource limits where the host can enforce them: a systemd scope (cgroups v2). */
+  private async limits(f: MachineFile): Promise<string[]> {
+    if (
+      !which("systemd-run") ||
+      !(await Deno.stat("/run/systemd/system").then(() => true, () => false))
+    ) {
+      return []; // no systemd: limits are recorded but not enforced (see README)
+    }
+    const user = Deno.uid() === 0 ? [] : ["--user"];
+    return [
+      "systemd-run",
+      ...user,
+      "--scope",
+      "--quiet",
+      ...(f.memory ? ["-p", `MemoryMax=${f.memory}M`] : []),
+      ...(f.cpu ? ["-p", `CPUQuota=${f.cpu * 100}%`] : []),
+      "--",
+    ];
+  }
+
+  async stop(m: string, opts: { timeoutSeconds: number }): Promise<void> {
+    const pid = this.runner(m);
+    if (!pid) throw wrongState(`Sandbox machine ${m} is not running.`);
+    // The runner is `sh` exec'd into bwrap; bwrap's --die-with-parent takes the guest with it.
+    Deno.kill(pid, opts.timeoutSeconds ? "SIGTERM" : "SIGKILL");
+    const deadline = Date.now() + Math.max(1, opts.timeoutSeconds) * 1000;
+    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (alive(pid)) Deno.kill(pid, "SIGKILL");
+    while (alive(pid)) await new Promise((r) => setTimeout(r, 50));
+    await Deno.remove(this.pidFile(m)).catch(() => {});
+  }
+
+  async delete(m: string): Promise<void> {
+    if (!this.readMachine(m)) throw notFound(`Sandbox machine ${m} does not exist.`);
+    if (this.runner(m)) throw wrongState(`Sandbox machine ${m} is running.`);
+    await Deno.remove(this.dir(m), { recursive: true });
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    if (this.readMachine(to)) throw wrongState(`Sandbox machine ${to} already exists.`);
+    await Deno.rename(this.dir(from), this.dir(to));
+  }
+
+  list(): Promise<MachineInfo[]> {
+    const out: MachineInfo[] = [];
+    try {
+      for (const e of Deno.readDirSync(this.root())) {
+        if (!e.isDirectory || e.name.startsWith(".")) continue;
+        const info = this.info(e.name);
+        if (info) out.push(info);
+      }
+    } catch { /* no machines */ }
+    return Promise.resolve(out.sort((a, b) => a.name.localeCompare(b.name)));
+  }
+
+  private info(m: string): MachineInfo | undefined {
+    const f = this.readMachine(m);
+    if (!f) return undefined;
+    return {
+      name: m,
+      state: this.runner(m) ? "running" : "stopped",
+      cpu: f.cpu || undefined,
+      memory: f.memory || undefined,
+      disk: f.disk || undefined,
+      sizeGb: Math.round(allocated(this.dir(m)) / 1e8) / 10,
+      os: "linux",
+    };
+  }
+
+  get(m: string): Promise<MachineInfo | undefined> {
+    return Promise.resolve(this.info(m));
+  }
+
+  async endpoint(m: string): Promise<Endpoint | undefined> {
+    const pid = this.runner(m);
+    if (!pid) return undefined;
+    const spec = this.spec(m);
+    if (spec.network === "none") {
+      // No route into an empty network namespace: reach sshd from inside it.
+      const child = await sandboxChild(pid);
+      if (!child) return undefined;
+      const userns = Deno.uid() === 0 ? [] : ["-U", "--preserve-credentials"];
+      return {
+        host: "127.0.0.1",
+        port: spec.listen.port,
+        proxyCommand: [
+          "nsenter",
+          "-t",
+          String(child),
+          "-n",
+          ...userns,
+          "--",
+          "bash",
+          "-c",
+          `exec 3<>/dev/tcp/127.0.0.1/${spec.listen.port}; cat <&3 & exec cat >&3`,
+        ],
+      };
+    }
+    if (!(await listening(spec.listen.host, spec.listen.port))) return undefined;
+    return { host: spec.listen.host, port: spec.listen.port };
+  }
+
+  checkCapacity(): Promise<void> {
+    return Promise.resolve(); // no licence limit for Linux sandboxes
+  }
+
+  async authorizeKey(m: string, publicKey: string): Promise<void> {
+    const home = layout.home(this.spec(m));
+    const ssh = join(home, ".ssh");
+    await Deno.mkdir(ssh, { recursive: true, mode: 0o700 });
+    const file = join(ssh, "authorized_keys");
+    const current = await Deno.readTextFile(file).catch(() => "");
+    if (!current.split("\n").includes(publicKey.trim())) {
+      await Deno.writeTextFile(file, current + publicKey.trim() + "\n", { mode: 0o600 });
+    }
+    await Deno.chmod(ssh, 0o700);
+    await Deno.chmod(file, 0o600);
+    if (Deno.uid() === 0) await run("chown", ["-R", "501:20", ssh]);
+  }
+}
+
+/** The first process inside the sandbox (bwrap's child), whose namespaces are the guest's. */
+async function sandboxChild(pid: number): Promise<number | undefined> {
+  const r = await run("pgrep", ["-P", String(pid)]);
+  const first = Number(r.stdout.trim().split("\n")[0]);
+  if (!first) return undefined;
+  const inner = await run("pgrep", ["-P", String(first)]);
+  return Number(inner.stdout.trim().split("\n")[0]) || first;
+}
+
+function hash(m: string): number[] {
+  let h = 2166136261;
+  for (const c of new TextEncoder().encode(m)) h = Math.imul(h ^ c, 16777619) >>> 0;
+  return [(h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff];
+}
+
+/** A loopback address of the machine's own (127.0.0.x is left to the host). */
+function addressOf(m: string): string {
+  const [a, b, c] = hash(m);
+  return `127.${a % 254 + 1}.${b}.${c % 253 + 1}`;
+}
+
+function portOf(m: string): number {
+  const [a, b] = hash(m);
+  return 20000 + ((a << 8) | b) % 10000;
+}
+
+function allocated(path: string): number {
+  let total = 0;
+  const walk = (p: string) => {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.lstatSync(p);
+    } catch {
+      return;
+    }
+    total += (st.blocks ?? 0) * 512;
+    if (st.isDirectory) {
+      try {
+        for (const e of Deno.readDirSync(p)) walk(join(p, e.name));
+      } catch { /* unreadable */ }
+    }
+  };
+  walk(path);
+  return total;
+}
