@@ -11,10 +11,18 @@ import { type CalResult, type Env, getDenoDir, REPO, runTool, tempDir } from "./
 
 export const REAL_TART = Deno.env.get("CAL_TEST_REAL_TART") === "1";
 
+export type TestProvider = "tart" | "sandbox";
+/** The providers the parameterised suites run against: the (fake or real) Tart, and on Linux the sandbox. */
+export const PROVIDERS: TestProvider[] = Deno.build.os === "linux" ? ["tart", "sandbox"] : ["tart"];
+
 export class Rig {
   readonly env: Env;
   private names = new Set<string>();
-  private constructor(readonly root: string, readonly prefix: string) {
+  private constructor(
+    readonly root: string,
+    readonly prefix: string,
+    readonly provider: TestProvider,
+  ) {
     const home = join(root, "home");
     this.env = {
       HOME: home,
@@ -30,9 +38,9 @@ export class Rig {
   }
 
   /** A rig with its own folders; `config` is written as `~/.cal/config.yaml`. */
-  static async create(config = ""): Promise<Rig> {
+  static async create(config = "", provider: TestProvider = "tart"): Promise<Rig> {
     const root = await tempDir("cal-rig-");
-    const rig = new Rig(root, REAL_TART ? `t${crypto.randomUUID().slice(0, 6)}-` : "");
+    const rig = new Rig(root, REAL_TART ? `t${crypto.randomUUID().slice(0, 6)}-` : "", provider);
     rig.env.DENO_DIR = await getDenoDir();
     await Deno.mkdir(rig.env.CAL_HOME, { recursive: true });
     const image = Deno.env.get("CAL_TEST_IMAGE");
@@ -40,7 +48,7 @@ export class Rig {
       "isolation:",
       "  defaults:",
       "    vm:",
-      "      provider: tart",
+      `      provider: ${provider}`,
       `      boot_timeout: ${REAL_TART ? 240 : 30}`,
       ...(image ? [`      base_image: "${image}"`] : []),
     ].join("\n");
@@ -88,6 +96,33 @@ export class Rig {
     }).output();
     const d = new TextDecoder();
     return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  }
+
+  /** The provider's machines (workspace VMs and snapshots) that exist now. */
+  async machineNames(): Promise<string[]> {
+    if (this.provider === "sandbox") {
+      const names: string[] = [];
+      try {
+        for await (const e of Deno.readDir(join(this.env.CAL_HOME, "isolation", "sandboxes"))) {
+          if (e.isDirectory && !e.name.startsWith(".")) names.push(e.name);
+        }
+      } catch { /* none yet */ }
+      return names.sort();
+    }
+    const list = await this.tart(["list", "--source", "local", "--format", "json"]);
+    return (JSON.parse(list.stdout || "[]") as { Name: string }[]).map((v) => v.Name).sort();
+  }
+
+  /** Deletes a machine behind cal's back, as a user might. */
+  async deleteMachine(name: string): Promise<void> {
+    if (this.provider === "sandbox") {
+      await Deno.remove(join(this.env.CAL_HOME, "isolation", "sandboxes", name), {
+        recursive: true,
+      });
+    } else {
+      const r = await this.tart(["delete", name]);
+      if (r.code !== 0) throw new Error(r.stderr);
+    }
   }
 
   /** Stops and removes everything the rig made. */

@@ -1,0 +1,157 @@
+/**
+ * The sandbox provider's isolation, proved from inside: the host's home, cal's own checkout and
+ * other workspaces are unreadable and unwritable; `rm -rf ~` inside harms nothing outside and a
+ * snapshot brings it back; `--network none` cuts the network; a deleted machine folder is
+ * reported and cleaned up.
+ */
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Rig, show } from "./rig_env.ts";
+import { REPO } from "./helpers.ts";
+
+const linux = Deno.build.os === "linux";
+
+describe("sandbox isolation", { skip: !linux && "the sandbox provider needs Linux" }, () => {
+  let rig: Rig;
+  let ws: string;
+  let other: string;
+  let hostFile: string;
+  before(async () => {
+    rig = await Rig.create("", "sandbox");
+    [ws, other] = [rig.name("boxed"), rig.name("neighbour")];
+    for (const n of [ws, other]) {
+      assert.equal((await rig.vm(["init", n, "--provider", "sandbox"])).code, 0);
+      assert.equal((await rig.vm(["start", n])).code, 0);
+    }
+    hostFile = join(rig.env.HOME, "host-secret.txt");
+    await Deno.writeTextFile(hostFile, "host data\n");
+    assert.equal((await rig.vm(["ssh", other, "echo neighbour > ~/mine.txt"])).code, 0);
+  });
+  after(async () => await rig.close());
+
+  it("status, list and the record say what the isolation is", async () => {
+    const r = await rig.cal(["isolation", "status", ws, "--human"]);
+    assert.match(
+      r.stdout,
+      /^Isolation: Linux namespaces \(bubblewrap\), not a VM: the kernel is shared$/m,
+    );
+    const j = await rig.vm(["status", ws, "--json"]);
+    assert.equal(j.records[0].provider, "sandbox");
+  });
+
+  it("host paths are unreadable and unwritable from inside", async () => {
+    const otherState = join(rig.env.CAL_HOME, "isolation", "sandboxes", `cal-${other}`);
+    const targets = [
+      rig.env.HOME,
+      hostFile,
+      rig.env.CAL_HOME,
+      REPO,
+      otherState,
+      "/root",
+      "/work",
+      "/home",
+      "/proc/1/root/etc",
+    ];
+    for (const t of targets) {
+      const r = await rig.vm([
+        "exec",
+        ws,
+        "--",
+        "sh",
+        "-c",
+        'cat "$1" 2>/dev/null || ls "$1" 2>/dev/null && echo READABLE; touch "$1/x" 2>/dev/null && echo WRITABLE; true',
+        "probe",
+        t,
+      ]);
+      assert.equal(r.code, 0, show(r));
+      assert.doesNotMatch(
+        r.stdout,
+        /READABLE|WRITABLE|host data/,
+        `${t} is visible inside: ${r.stdout}`,
+      );
+    }
+    const mine = await rig.vm(["exec", ws, "--", "sh", "-c", "cat ~/mine.txt 2>&1"]);
+    assert.doesNotMatch(mine.stdout, /neighbour/, "another workspace's home");
+  });
+
+  it("rm -rf ~ inside leaves the host untouched, and a snapshot restore brings it back", async () => {
+    assert.equal(
+      (await rig.vm(["ssh", ws, "mkdir -p ~/project && echo precious > ~/project/a.txt"])).code,
+      0,
+    );
+    assert.equal((await rig.snap(["create", ws, "--name", "before"])).code, 0);
+    const wipe = await rig.vm(["ssh", ws, "rm -rf ~/* ~/.[!.]* 2>/dev/null; ls -A ~ | wc -l"]);
+    assert.equal(wipe.stdout.trim(), "0");
+    assert.equal(await Deno.readTextFile(hostFile), "host data\n");
+    assert.ok((await Deno.stat(join(REPO, "deno.json"))).isFile);
+    const neighbour = await rig.vm(["ssh", other, "cat ~/mine.txt"]);
+    assert.equal(neighbour.stdout, "neighbour\n");
+    const r = await rig.snap(["restore", ws, "--name", "before", "--force"]);
+    assert.equal(r.code, 0, show(r));
+    const back = await rig.vm(["ssh", ws, "cat ~/project/a.txt"]);
+    assert.equal(back.stdout, "precious\n");
+  });
+
+  it("tools install into the workspace's own prefixes", async () => {
+    const r = await rig.vm([
+      "ssh",
+      ws,
+      "mkdir -p ~/.local/bin && printf '#!/bin/sh\\necho mine\\n' > ~/.local/bin/mytool && chmod +x ~/.local/bin/mytool && mytool && touch /opt/homebrew/x && touch /usr/local/y && echo ok",
+    ]);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, "mine\nok\n");
+    const onHost = await new Deno.Command("sh", {
+      args: ["-c", "command -v mytool; ls /usr/local/y 2>&1"],
+      stdout: "piped",
+    }).output();
+    assert.doesNotMatch(new TextDecoder().decode(onHost.stdout), /mytool$|^\/usr\/local\/y$/m);
+  });
+
+  it("--network none cuts the network; the default shares it", async () => {
+    // A TCP server on the host's loopback: reachable from a shared network, not from none.
+    const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (server.addr as Deno.NetAddr).port;
+    (async () => {
+      for await (const c of server) c.close();
+    })();
+    const probe = `exec 3<>/dev/tcp/127.0.0.1/${port} && echo CONNECTED`;
+    try {
+      const shared = await rig.vm(["exec", ws, "--", "bash", "-c", probe]);
+      assert.match(shared.stdout, /CONNECTED/, show(shared));
+      const offline = rig.name("offline");
+      assert.equal(
+        (await rig.vm(["init", offline, "--provider", "sandbox", "--network", "none"])).code,
+        0,
+      );
+      const started = await rig.vm(["start", offline]);
+      assert.equal(started.code, 0, show(started));
+      const cut = await rig.vm([
+        "exec",
+        offline,
+        "--",
+        "bash",
+        "-c",
+        "echo RAN; " + probe + " 2>&1; true",
+      ]);
+      assert.match(cut.stdout, /^RAN$/m, `the command must run in the offline guest: ${show(cut)}`);
+      assert.doesNotMatch(cut.stdout, /CONNECTED/, show(cut));
+      const bad = await rig.vm(["init", rig.name("t1"), "--provider", "tart", "--network", "none"]);
+      assert.equal(bad.code, 2, show(bad));
+    } finally {
+      server.close();
+    }
+  });
+
+  it("a machine folder deleted by hand: status reports it, destroy cleans up", async () => {
+    assert.equal((await rig.vm(["stop", other])).code, 0);
+    await rig.deleteMachine(`cal-${other}`);
+    const s = await rig.vm(["status", other, "--json"]);
+    assert.equal(s.records[0].state, "missing");
+    assert.match(String(s.records[0].problem), /is gone/);
+    const d = await rig.vm(["destroy", other, "--yes"]);
+    assert.equal(d.code, 0, show(d));
+    assert.equal((await rig.vm(["status", other])).code, 3);
+  });
+});
