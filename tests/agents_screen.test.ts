@@ -126,6 +126,7 @@ describe(
       const screen = await waitFor(session, "stand-in agent running");
       assert.match(screen, new RegExp(`CAL ISOLATION ACTIVE │ VM: ${ws} │ Env: none │ Safe Mode`));
       const colored = await tmux("capture-pane", "-p", "-e", "-t", session);
+      // deno-lint-ignore no-control-regex
       assert.match(colored, /\x1b\[(\d+;)*42(;\d+)*m.*CAL ISOLATION ACTIVE/, "green background");
       await waitFor(session, "Session ended. [K]eep changes");
       await tmux("send-keys", "-t", session, "k");
