@@ -19,6 +19,14 @@ export const NOUNS: Record<string, { describe: string; load: () => Promise<{ mai
     describe: "coding agents: install, use, run (cal-agent)",
     load: () => import("./cal-agent.ts"),
   },
+  gh: {
+    describe: "GitHub: auth, clone, commit, push, pr (cal-gh)",
+    load: () => import("./cal-gh.ts"),
+  },
+  quick: {
+    describe: "the main job in one command (cal-quick)",
+    load: () => import("./cal-quick.ts"),
+  },
 };
 
 /** `cal isolation <verb>` → `cal-<noun> [<verb>]`, so the spec's examples work word for word. */

@@ -32,3 +32,12 @@ describe("calendar invocations", () => {
     }
   });
 });
+
+describe("the dispatcher's tables", () => {
+  it("every cal isolation verb maps onto a noun that exists", async () => {
+    const { ISOLATION, NOUNS } = await import("../commands/cal.ts");
+    for (const [verb, target] of Object.entries(ISOLATION)) {
+      assert.ok(NOUNS[target.noun], `cal isolation ${verb} → missing noun "${target.noun}"`);
+    }
+  });
+});
