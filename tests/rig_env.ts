@@ -29,7 +29,7 @@ export class Rig {
       CAL_HOME: join(home, ".cal"),
       PATH: REAL_TART
         ? Deno.env.get("PATH") ?? ""
-        : `${join(REPO, "tests", "rig")}:${Deno.env.get("PATH") ?? ""}`,
+        : `${join(REPO, "tests", "faketart")}:${Deno.env.get("PATH") ?? ""}`,
       ...(REAL_TART ? {} : {
         TART_HOME: join(root, "tart"),
         FAKE_TART_LOG: join(root, "tart-calls.ndjson"),

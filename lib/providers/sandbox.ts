@@ -24,7 +24,7 @@ import type {
   StartOptions,
   StartResult,
 } from "../provider.ts";
-import { bwrapArgs, type GuestSpec, layout, listening, prepareGuest } from "../sandbox/guest.ts";
+import { bwrapArgs, type GuestSpec, layout, listening, prepareGuest } from "../guest/sandbox.ts";
 import { startDetached } from "./tart.ts";
 
 export const SANDBOX_ISOLATION = "Linux namespaces (bubblewrap), not a VM: the kernel is shared";

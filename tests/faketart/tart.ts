@@ -8,7 +8,7 @@
 
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type GuestSpec, listening, prepareGuest, startGuest } from "../../lib/sandbox/guest.ts";
+import { type GuestSpec, listening, prepareGuest, startGuest } from "../../lib/guest/sandbox.ts";
 import {
   accessed,
   addressFor,
