@@ -383,7 +383,7 @@ export async function execute(o: ExecuteOptions): Promise<ExecuteResult> {
         continue;
       }
       let v: Json;
-      if (obj === null || obj === undefined || !(s.name in obj)) {
+      if (obj === null || typeof obj !== "object" || !(s.name in obj)) {
         o.onUnknown?.(fpath.join("."), obj?.__typename);
         v = null;
       } else {
