@@ -75,6 +75,10 @@ export class Rig {
     return runTool("cal-agent", args, { ...this.env, ...opts.env }, opts);
   }
 
+  gh(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
+    return runTool("cal-gh", args, { ...this.env, ...opts.env }, opts);
+  }
+
   snap(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
     return runTool("cal-snap", args, { ...this.env, ...opts.env }, opts);
   }

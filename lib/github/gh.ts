@@ -68,6 +68,13 @@ export function ghError(what: string, r: RunResult, workspace: string): CalError
       },
     );
   }
+  if (/Could not resolve to a Repository|repository not found|not found|HTTP 404/i.test(text)) {
+    return notFound(
+      `${what}: the repository was not found (${line}).`,
+      "Check the owner/name, and that the token can see it.",
+      workspace,
+    );
+  }
   if (NETWORK.test(text)) {
     return new CalError(`${what}: the guest cannot reach GitHub (${line}).`, {
       code: "failed",
@@ -75,13 +82,6 @@ export function ghError(what: string, r: RunResult, workspace: string): CalError
         "nothing was changed.",
       workspace,
     });
-  }
-  if (/Could not resolve to a Repository|repository not found|not found|HTTP 404/i.test(text)) {
-    return notFound(
-      `${what}: the repository was not found (${line}).`,
-      "Check the owner/name, and that the token can see it.",
-      workspace,
-    );
   }
   if (/non-fast-forward|\[rejected\]|fetch first|Updates were rejected/i.test(text)) {
     return wrongState(
