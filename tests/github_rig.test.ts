@@ -343,3 +343,74 @@ describe("the GitHub workflow", {
     assert.equal(status.records[0].logged_in, false);
   });
 });
+
+describe("the main job on the sandbox provider (cal quick)", {
+  skip: (!root || Deno.build.os !== "linux") && "needs Linux and root (port 80 for the stand-in)",
+}, () => {
+  let rig: Rig;
+  let gh: GitHubStandIn;
+  let bare: string;
+  before(async () => {
+    await ensureHostsEntries();
+    gh = await startGitHub({ root: await Deno.makeTempDir({ prefix: "cal-gh-" }), port: 80 });
+    gh.state.addToken(TOKEN, { login: "octo" });
+    await gh.state.createRepo("octo", "app", {
+      defaultBranch: "main",
+      files: { "README.md": "# app\n" },
+    });
+    bare = join(gh.state.reposDir, "octo", "app.git");
+    rig = await Rig.create("", "sandbox");
+    const cfg = join(rig.env.CAL_HOME, "config.yaml");
+    await Deno.writeTextFile(
+      cfg,
+      (await Deno.readTextFile(cfg)) + "    github:\n      host: github.localhost\n",
+    );
+  });
+  after(async () => {
+    await rig?.close();
+    await gh?.close();
+  });
+
+  it("from a repository to a commit on a branch, pushed, in one command", async () => {
+    const ws = rig.name("main-job");
+    assert.equal((await rig.vm(["init", ws, "--provider", "sandbox"])).code, 0);
+    assert.equal((await rig.vm(["start", ws])).code, 0);
+    assert.equal((await rig.gh(["auth", "login", ws, "--token-stdin"], { stdin: TOKEN })).code, 0);
+    // See above: gh 2.23 answers git's credential requests for https only; the stand-in is http.
+    const helper =
+      `!f() { test "$1" = get || exit 0; printf 'username=x-access-token\\npassword=%s\\n' "$(gh auth token --hostname github.localhost)"; }; f`;
+    await rig.vm([
+      "exec",
+      ws,
+      "--",
+      "git",
+      "config",
+      "--global",
+      "--add",
+      "credential.http://github.localhost.helper",
+      helper,
+    ]);
+    const r = await rig.cal([
+      "quick",
+      ws,
+      "--repo",
+      "octo/app",
+      "--branch",
+      "add-notes",
+      "--command",
+      "echo 'made in a sandbox' > NOTES.md",
+      "--push",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, show(r));
+    const repo = r.records.find((x) => x.kind === "repo" && x.commit)!;
+    assert.equal(repo.branch, "agent/add-notes");
+    assert.equal((await git(bare, "rev-parse", "refs/heads/agent/add-notes")).trim(), repo.commit);
+    assert.match(await git(bare, "show", "agent/add-notes:NOTES.md"), /made in a sandbox/);
+    assert.equal(
+      (await git(bare, "rev-parse", "refs/heads/main")).trim().length,
+      40,
+      "main untouched",
+    );
+  });
+});
