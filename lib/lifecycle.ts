@@ -19,6 +19,7 @@ import { getProvider } from "./providers/registry.ts";
 import { exists, readVm, removeVmDir, type VmFile, withLock, writeVm } from "./store.ts";
 import { load, type Loaded, machineName, toRecord } from "./workspace.ts";
 import type { WorkspaceRecord } from "./records.ts";
+import { provisionEnvironments } from "./environments/manage.ts";
 
 export interface InitOptions {
   settings: Partial<VmSettings>;
@@ -173,6 +174,8 @@ export async function start(
       );
     }
     const ip = await startMachine(w, config, opts, out);
+    // Environments the workspace asked for (template, --env) and the template's post_init.
+    await provisionEnvironments(w, out);
     return toRecord(w, await w.provider.get(w.machine), ip);
   }, waitMessage(out, name));
 }

@@ -198,4 +198,42 @@ export type CalRecord =
   | RunRecord
   | RepoRecord
   | PullRequestRecord
-  | AuthRecord;
+  | AuthRecord
+  | EnvironmentRecord
+  | TemplateRecord;
+
+/** A development environment: known to cal, and (with a workspace) its state in that guest. */
+export interface EnvironmentRecord {
+  kind: "environment";
+  workspace?: string;
+  environment: string;
+  display_name: string;
+  /** missing: the workspace asked for it and it is not installed; failed: its install stopped. */
+  status: "installed" | "available" | "missing" | "failed";
+  /** Measured in the guest when installed ("11.8 GB"), else the manifest's estimate ("~12 GB"). */
+  size: string;
+  description: string;
+  provides: string[];
+  requires: string[];
+  recommends: string[];
+  source: "core" | "community";
+  /** The installed version, else the plugin's. */
+  version: string;
+  variant?: string;
+  installed_at?: string;
+  /** Why it failed, or what it lacks. */
+  detail?: string;
+  /** The result of each check (`cal-env verify`). */
+  checks?: { command: string; ok: boolean; output: string }[];
+}
+
+/** A VM template (`cal-env templates`). */
+export interface TemplateRecord {
+  kind: "template";
+  template: string;
+  description: string;
+  base_image?: string;
+  environments: string[];
+  resources?: { cpu?: number; memory?: number; disk_size?: number };
+  source: "core" | "user";
+}

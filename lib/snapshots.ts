@@ -233,6 +233,8 @@ async function restoreLocked(
   try {
     await w.provider.clone(source, temp);
   } catch (e) {
+    // The workspace is untouched: bring it back as it was before failing.
+    if (wasRunning) await startMachine(w, config, {}, out).catch(() => {});
     const err = e instanceof CalError ? e : new CalError(String(e));
     throw new CalError(`Restoring "${snapshot}" failed while copying it: ${err.message}`, {
       code: err.code,

@@ -103,6 +103,23 @@ function suite(provider: TestProvider) {
       assert.equal(dup.code, 4, show(dup));
     });
 
+    it("a restore whose copy fails leaves workspace and snapshot intact and says how to retry", {
+      skip: provider !== "tart" && "the failure knob is the fake tart's",
+    }, async () => {
+      assert.equal((await rig.vm(["ssh", ws, "echo still-here > ~/c.txt"])).code, 0);
+      const machines = await rig.machineNames();
+      const r = await rig.snap(["restore", ws, "--name", "before-refactor", "--force"], {
+        env: { FAKE_TART_FAIL: "clone" },
+      });
+      assert.equal(r.code, 1, show(r));
+      assert.match(r.stderr, /failed while copying it/);
+      assert.match(r.stderr, /retry with `cal-snap restore .* --name before-refactor`/);
+      assert.deepEqual(await rig.machineNames(), machines, "nothing deleted");
+      const st = await rig.vm(["status", ws, "--json"]);
+      assert.equal(st.records[0].state, "running", "running again, as before the restore");
+      assert.equal((await rig.vm(["ssh", ws, "cat ~/c.txt"])).stdout, "still-here\n");
+    });
+
     it("restore works when the workspace's VM is gone", async () => {
       assert.equal((await rig.vm(["stop", ws])).code, 0);
       await rig.deleteMachine(`cal-${ws}`);

@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import type { Config } from "../config.ts";
 import { CalError, wrongState } from "../errors.ts";
+import { commit } from "../github/repos.ts";
 import { launch } from "../guest/launch.ts";
 import type { Guest } from "../guest/ssh.ts";
 import { ago, type Output } from "../output.ts";
@@ -241,13 +242,10 @@ async function afterSession(
     undefined
   );
   const changed = st && st.code === 0 ? st.stdout.split("\n").filter(Boolean).length : 0;
-  if (changed) {
-    say(
-      `\n${changed} file(s) changed in ${workdir}. Commit and push them with ` +
-        `\`cal isolation commit ${name} --message "..." --push\`.\n`,
-    );
-  }
+  const repo = (w.vm.github?.repos ?? []).find((r) => workdir.endsWith(`/workspace/${r.name}`));
+  if (changed) say(`\n${changed} file(s) changed in ${workdir}.\n`);
   const options = [
+    ...(changed && repo ? ["[C]ommit and push"] : []),
     "[K]eep changes",
     ...(snapshot ? [`[R]oll back to ${snapshot}`] : []),
     "[S]ave a named snapshot",
@@ -255,7 +253,18 @@ async function afterSession(
   say(`Session ended. ${options.join("   ")} `);
   const key = await readKey();
   say("\n");
-  if (key === "r" && snapshot) {
+  if (key === "c" && changed && repo) {
+    say("Commit message: ");
+    const message = (await readLine()).trim();
+    if (message) {
+      // The GitHub workflow's own commit: never to a protected branch, never forced.
+      const rs = await commit(name, { message, repo: repo.name, push: true }, config, out);
+      const r = rs.find((x) => x.kind === "repo");
+      if (r?.kind === "repo") {
+        say(`Committed ${r.commit?.slice(0, 7)} on ${r.branch} and pushed it.\n`);
+      }
+    }
+  } else if (key === "r" && snapshot) {
     const { seconds } = await restoreSnapshot(name, snapshot, { force: true }, config, out);
     say(`Restored to snapshot: ${snapshot} (${seconds} seconds)\n`);
   } else if (key === "s") {
