@@ -80,6 +80,11 @@ describe(
         "45",
         "env",
         ...envArgs,
+        // The pane stays after cal exits, so its last words can be read.
+        "sh",
+        "-c",
+        '"$@"; echo "[exit $?]"; sleep 30',
+        "cal-screen",
         Deno.execPath(),
         "run",
         "-A",

@@ -50,12 +50,11 @@ const file = (name: string, ext: string) => `${HOME_DIR}/${quote(name + ext)}`;
 
 /** Reads the markers in `~/.cal-env/` with one guest command. */
 export async function readGuestState(g: GuestShell): Promise<GuestState> {
-  const r = await g.sh(
-    `cd ${HOME_DIR} 2>/dev/null || exit 0; ` +
-      `for f in *.installed *.failed *.progress; do [ -f "$f" ] || continue; ` +
-      `printf '\\n==> %s\\n' "$f"; cat "$f"; done`,
-    { timeoutMs: 60_000 },
-  );
+  // By /bin/sh: the login shell may be zsh, where an unmatched glob is an error.
+  const script = `cd ${HOME_DIR} 2>/dev/null || exit 0; ` +
+    `for f in *.installed *.failed *.progress; do [ -f "$f" ] || continue; ` +
+    `printf '\\n==> %s\\n' "$f"; cat "$f"; done`;
+  const r = await g.sh(quoteArgs(["/bin/sh", "-c", script]), { timeoutMs: 60_000 });
   if (r.code !== 0) {
     throw new CalError(`Could not read the environments of "${g.workspace}": ${tail(r)}`, {
       workspace: g.workspace,

@@ -248,12 +248,23 @@ export class SandboxProvider implements Provider {
   async stop(m: string, opts: { timeoutSeconds: number }): Promise<void> {
     const pid = this.runner(m);
     if (!pid) throw wrongState(`Sandbox machine ${m} is not running.`);
-    // The runner is `sh` exec'd into bwrap; bwrap's --die-with-parent takes the guest with it.
-    Deno.kill(pid, opts.timeoutSeconds ? "SIGTERM" : "SIGKILL");
+    // The runner leads its own process group (sh, bwrap, the guest): signal all of it, and wait
+    // until the guest's sshd has let go of its address, so a restart can bind it again.
+    const group = (sig: Deno.Signal) => {
+      try {
+        Deno.kill(-pid, sig);
+      } catch { /* gone */ }
+    };
+    group(opts.timeoutSeconds ? "SIGTERM" : "SIGKILL");
+    const spec = this.spec(m);
+    const busy = async () =>
+      alive(pid) ||
+      (spec.network !== "none" && await listening(spec.listen.host, spec.listen.port));
     const deadline = Date.now() + Math.max(1, opts.timeoutSeconds) * 1000;
-    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (alive(pid)) Deno.kill(pid, "SIGKILL");
-    while (alive(pid)) await new Promise((r) => setTimeout(r, 50));
+    while (await busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    group("SIGKILL");
+    const hard = Date.now() + 10_000;
+    while (await busy() && Date.now() < hard) await new Promise((r) => setTimeout(r, 50));
     await Deno.remove(this.pidFile(m)).catch(() => {});
   }
 
@@ -355,9 +366,12 @@ async function sandboxChild(pid: number): Promise<number | undefined> {
   return Number(inner.stdout.trim().split("\n")[0]) || first;
 }
 
+/** Per machine and per cal home, so two users' (or two tests') workspaces never share an address. */
 function hash(m: string): number[] {
   let h = 2166136261;
-  for (const c of new TextEncoder().encode(m)) h = Math.imul(h ^ c, 16777619) >>> 0;
+  for (const c of new TextEncoder().encode(`${calHome()}\0${m}`)) {
+    h = Math.imul(h ^ c, 16777619) >>> 0;
+  }
   return [(h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff];
 }
 

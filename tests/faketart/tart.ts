@@ -419,6 +419,10 @@ async function run(args: string[]) {
       guest?.kill("SIGKILL");
     } catch { /* gone */ }
     await guest?.status;
+    // The guest's processes die with bwrap, a moment later: wait until its address is free.
+    for (let i = 0; i < 100 && await listening(ip, 22); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     releaseRunner(name);
     Deno.exit(0);
   };
