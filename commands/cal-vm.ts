@@ -2,6 +2,7 @@
  * cal-vm: workspace lifecycle. Thin: parses arguments, calls lib/, emits records.
  *
  *   cal-vm init NAME [--cpu N] [--memory MB] [--disk GB] [--image REF] [--provider P]
+ *               [--template T] [--env E]... [--agent A]
  *   cal-vm start|stop|destroy|status|ip|health NAME|-
  *   cal-vm ssh NAME [COMMAND]      cal-vm exec NAME -- ARGV...
  *   cal-vm list                    cal-vm cleanup [--stopped] [--all] [--cache]
@@ -21,6 +22,7 @@ import {
 import { wrongState } from "../lib/errors.ts";
 import { health, list, status } from "../lib/inspect.ts";
 import { init, start, stop } from "../lib/lifecycle.ts";
+import { planInit } from "../lib/environments/manage.ts";
 import { ago, table } from "../lib/output.ts";
 import { PROVIDERS } from "../lib/providers/registry.ts";
 import type { CheckRecord, RepoRecord, WorkspaceRecord } from "../lib/records.ts";
@@ -110,13 +112,24 @@ export function program(ctx: Context): Command {
         "--network <mode>",
         "host (default) or none: no network in the guest (sandbox)",
         networkMode,
-      ),
+      )
+      .option("--template <name>", "start from a VM template (`cal-env templates` lists them)")
+      .option(
+        "--env <environment>",
+        "an environment to install on first start (repeatable)",
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option("--agent <name>", "the workspace's agent"),
   ).action(async (name, o) => {
     if (o.provider && !(PROVIDERS as readonly string[]).includes(o.provider)) {
       const { usageError } = await import("../lib/errors.ts");
       throw usageError(`Unknown provider "${o.provider}".`, `Use one of: ${PROVIDERS.join(", ")}.`);
     }
+    const plan = await planInit(o.template, o.env ?? []);
     const r = await init(name, await ctx.config(), {
+      ...(plan.template ? { template: plan.template } : {}),
+      environments: plan.environments,
+      ...(o.agent ? { agent: o.agent } : {}),
       settings: {
         ...(o.cpu ? { cpu: o.cpu } : {}),
         ...(o.memory ? { memory: o.memory } : {}),
@@ -130,7 +143,10 @@ export function program(ctx: Context): Command {
       [r],
       ([r]) =>
         `Created workspace "${r.workspace}" (${r.provider} VM ${r.vm}: ${r.cpu} CPU, ${r.memory} MB, ` +
-        `${r.disk} GB).\nStart it with \`cal-vm start ${r.workspace}\`.`,
+        `${r.disk} GB).\nStart it with \`cal-vm start ${r.workspace}\`` +
+        (r.environments.length
+          ? `; it installs ${r.environments.join(", ")} on first start.`
+          : "."),
     );
   });
 

@@ -15,6 +15,10 @@ type Main = (args: string[]) => Promise<number>;
 export const NOUNS: Record<string, { describe: string; load: () => Promise<{ main: Main }> }> = {
   vm: { describe: "workspace lifecycle (cal-vm)", load: () => import("./cal-vm.ts") },
   snap: { describe: "snapshots and rollback (cal-snap)", load: () => import("./cal-snap.ts") },
+  env: {
+    describe: "development environments and templates (cal-env)",
+    load: () => import("./cal-env.ts"),
+  },
   agent: {
     describe: "coding agents: install, use, run (cal-agent)",
     load: () => import("./cal-agent.ts"),
@@ -45,6 +49,7 @@ export const ISOLATION: Record<string, { noun: string; verb?: string }> = {
   snapshot: { noun: "snap" },
   rollback: { noun: "snap", verb: "rollback" },
   "disk-usage": { noun: "snap", verb: "disk-usage" },
+  env: { noun: "env" },
   agent: { noun: "agent" },
   run: { noun: "agent", verb: "run" },
   auth: { noun: "gh", verb: "auth" },

@@ -83,6 +83,14 @@ export class Rig {
     return runTool("cal-snap", args, { ...this.env, ...opts.env }, opts);
   }
 
+  /** Runs cal-env (named so because `env` is the rig's environment variables). */
+  calEnv(
+    args: string[],
+    opts: { stdin?: string; env?: Env; timeoutMs?: number } = {},
+  ): Promise<CalResult> {
+    return runTool("cal-env", args, { ...this.env, ...opts.env }, opts);
+  }
+
   /** The argv of every `tart` call made so far (fake tart only). */
   async tartCalls(): Promise<string[][]> {
     if (REAL_TART) return [];
