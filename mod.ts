@@ -39,3 +39,13 @@ export { runAgent } from "./lib/agents/run.ts";
 export { login, logout, status as authStatus } from "./lib/github/auth.ts";
 export { clone, commit, pr, push } from "./lib/github/repos.ts";
 export { repoStatuses } from "./lib/github/status.ts";
+export {
+  environmentInfo,
+  installEnvironments,
+  listEnvironments,
+  listTemplates,
+  removeEnvironment,
+  updateEnvironments,
+  verifyEnvironments,
+} from "./lib/environments/manage.ts";
+export { quick } from "./lib/quick.ts";

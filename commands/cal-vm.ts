@@ -23,6 +23,7 @@ import { wrongState } from "../lib/errors.ts";
 import { health, list, status } from "../lib/inspect.ts";
 import { init, start, stop } from "../lib/lifecycle.ts";
 import { planInit } from "../lib/environments/manage.ts";
+import { getAgent } from "../lib/agents/registry.ts";
 import { ago, table } from "../lib/output.ts";
 import { PROVIDERS } from "../lib/providers/registry.ts";
 import type { CheckRecord, RepoRecord, WorkspaceRecord } from "../lib/records.ts";
@@ -126,6 +127,7 @@ export function program(ctx: Context): Command {
       throw usageError(`Unknown provider "${o.provider}".`, `Use one of: ${PROVIDERS.join(", ")}.`);
     }
     const plan = await planInit(o.template, o.env ?? []);
+    if (o.agent) await getAgent(o.agent); // unknown agent: exit 2 listing the known ones
     const r = await init(name, await ctx.config(), {
       ...(plan.template ? { template: plan.template } : {}),
       environments: plan.environments,
