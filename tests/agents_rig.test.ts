@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rig, show } from "./rig_env.ts";
-import { getDenoDir, REPO } from "./helpers.ts";
+import { argvSightings, getDenoDir, REPO } from "./helpers.ts";
 
 const SECRET = "sk-test-" + crypto.randomUUID().replaceAll("-", "") + "-SECRET";
 const PROMPT = `Fix "it"; $(touch /tmp/pwned) \`id\` — ünïcødé ✓\nsecond line 'quoted'`;
@@ -256,22 +256,8 @@ describe("agents in a workspace", () => {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    let seen = 0;
-    let scans = 0;
     const done = child.output();
-    let finished = false;
-    done.then(() => (finished = true));
-    while (!finished) {
-      for (const e of Deno.readDirSync("/proc")) {
-        if (!/^\d+$/.test(e.name)) continue;
-        try {
-          const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-          if (cmd.includes(SECRET)) seen++;
-        } catch { /* gone */ }
-      }
-      scans++;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const { seen, scans } = await argvSightings(SECRET, done);
     const out = await done;
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     assert.ok(scans > 10, `scanned ${scans} times while the agent ran`);

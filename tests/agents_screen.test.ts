@@ -8,30 +8,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rig, show } from "./rig_env.ts";
 import { getDenoDir, REPO } from "./helpers.ts";
+import { hasTmux, tmux, waitFor } from "./tmux.ts";
 
 const STAND_IN = `#!/bin/sh
 [ "$1" = "--version" ] && { echo "2.1.0 (Claude Code)"; exit 0; }
 echo "stand-in agent running" ; echo started >> "$HOME/screen-calls.log"; sleep 2`;
-
-async function tmux(...args: string[]): Promise<string> {
-  const r = await new Deno.Command("tmux", { args, stdout: "piped", stderr: "piped" }).output();
-  return new TextDecoder().decode(r.stdout);
-}
-
-async function waitFor(session: string, text: string, ms = 30_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  let screen = "";
-  while (Date.now() < deadline) {
-    screen = await tmux("capture-pane", "-p", "-t", session);
-    if (screen.includes(text)) return screen;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`"${text}" never appeared; the screen:\n${screen}`);
-}
-
-const hasTmux = await new Deno.Command("sh", { args: ["-c", "command -v tmux"] }).output().then((
-  o,
-) => o.code === 0);
 
 describe(
   "launch screen and banner in a terminal",

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rig, show } from "./rig_env.ts";
-import { getDenoDir, REPO } from "./helpers.ts";
+import { argvSightings, getDenoDir, REPO } from "./helpers.ts";
 import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/github.ts";
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
@@ -79,18 +79,8 @@ describe("the GitHub workflow", {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(TOKEN + "\n"));
     await w.close();
-    let finished = false;
-    const done = child.output().then((o) => ((finished = true), o));
-    let seen = 0;
-    while (!finished) {
-      for (const e of Deno.readDirSync("/proc")) {
-        if (!/^\d+$/.test(e.name)) continue;
-        try {
-          if (Deno.readTextFileSync(`/proc/${e.name}/cmdline`).includes(TOKEN)) seen++;
-        } catch { /* gone */ }
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const done = child.output();
+    const { seen } = await argvSightings(TOKEN, done);
     const out = await done;
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     assert.equal(seen, 0, "the token was in a process's argv");

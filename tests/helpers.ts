@@ -78,3 +78,28 @@ export function parseNdjson(text: string): Record<string, unknown>[] {
 export async function tempDir(prefix = "cal-test-"): Promise<string> {
   return await Deno.makeTempDir({ prefix });
 }
+
+/**
+ * Counts how often `secret` appears in any process's argument list (host and guests share
+ * /proc) while `running` is pending: what `ps` would have shown anyone on the machine.
+ */
+export async function argvSightings(
+  secret: string,
+  running: Promise<unknown>,
+): Promise<{ seen: number; scans: number }> {
+  let finished = false;
+  running.then(() => (finished = true), () => (finished = true));
+  let seen = 0;
+  let scans = 0;
+  while (!finished) {
+    for (const e of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(e.name)) continue;
+      try {
+        if (Deno.readTextFileSync(`/proc/${e.name}/cmdline`).includes(secret)) seen++;
+      } catch { /* gone */ }
+    }
+    scans++;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { seen, scans };
+}

@@ -5,26 +5,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PROVIDERS, Rig, show, type TestProvider } from "./rig_env.ts";
 import { getDenoDir, REPO } from "./helpers.ts";
-
-async function tmux(...args: string[]): Promise<string> {
-  const r = await new Deno.Command("tmux", { args, stdout: "piped", stderr: "piped" }).output();
-  return new TextDecoder().decode(r.stdout);
-}
-
-async function waitFor(session: string, re: RegExp, ms = 20_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  let screen = "";
-  while (Date.now() < deadline) {
-    screen = await tmux("capture-pane", "-p", "-t", session);
-    if (re.test(screen)) return screen;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${re} never appeared; the screen:\n${screen}`);
-}
-
-const hasTmux = await new Deno.Command("sh", { args: ["-c", "command -v tmux"] }).output().then((
-  o,
-) => o.code === 0);
+import { hasTmux, tmux, waitFor } from "./tmux.ts";
 
 function suite(provider: TestProvider) {
   describe(

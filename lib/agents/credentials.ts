@@ -5,24 +5,12 @@
  */
 
 import { CalError, ExitCode } from "../errors.ts";
-import { run } from "../process.ts";
+import { keychainGet } from "../keychain.ts";
 import type { AgentPlugin } from "./plugin.ts";
 
 export const KEYCHAIN_SERVICE = "cal";
 
-async function fromKeychain(name: string): Promise<string | undefined> {
-  if (Deno.build.os !== "darwin") return undefined;
-  const r = await run("security", [
-    "find-generic-password",
-    "-s",
-    KEYCHAIN_SERVICE,
-    "-a",
-    name,
-    "-w",
-  ])
-    .catch(() => undefined);
-  return r && r.code === 0 ? r.stdout.replace(/\n$/, "") : undefined;
-}
+const fromKeychain = (name: string) => keychainGet(KEYCHAIN_SERVICE, name);
 
 /** Where cal looks, for the error message. */
 export function lookedIn(): string {

@@ -70,23 +70,34 @@ export async function contextFor(
   };
 }
 
+/** The record of an agent in a workspace, from what was detected in the guest. */
+async function agentRecord(
+  vm: VmFile,
+  plugin: AgentPlugin,
+  d: Detected | undefined,
+): Promise<AgentRecord> {
+  const source = (await allAgents()).find((a) => a.plugin.name === plugin.name)?.source ??
+    "builtin";
+  const method = vm.agents?.[plugin.name]?.method;
+  return {
+    kind: "agent",
+    workspace: vm.name,
+    agent: plugin.name,
+    display_name: plugin.displayName,
+    installed: !!d,
+    ...(d?.version ? { version: d.version } : {}),
+    ...(method ? { method } : {}),
+    active: vm.agent === plugin.name,
+    source,
+  };
+}
+
 export async function listAgents(name: string): Promise<AgentRecord[]> {
   const w = await load(name);
   const guest = await connect(w);
   const records: AgentRecord[] = [];
-  for (const { plugin, source } of await allAgents()) {
-    const d = await detect(guest, plugin);
-    records.push({
-      kind: "agent",
-      workspace: name,
-      agent: plugin.name,
-      display_name: plugin.displayName,
-      installed: !!d,
-      ...(d?.version ? { version: d.version } : {}),
-      ...(w.vm.agents?.[plugin.name] ? { method: w.vm.agents[plugin.name].method } : {}),
-      active: w.vm.agent === plugin.name,
-      source,
-    });
+  for (const { plugin } of await allAgents()) {
+    records.push(await agentRecord(w.vm, plugin, await detect(guest, plugin)));
   }
   return records;
 }
@@ -133,18 +144,7 @@ export async function installAgent(
         };
         vm.agent ??= plugin.name;
       });
-      const after = await load(name);
-      return {
-        kind: "agent",
-        workspace: name,
-        agent: plugin.name,
-        display_name: plugin.displayName,
-        installed: true,
-        ...(d.version ? { version: d.version } : {}),
-        method: m.name,
-        active: after.vm.agent === plugin.name,
-        source: "builtin",
-      };
+      return await agentRecord((await load(name)).vm, plugin, d);
     }
     const said = failureLine(r.stderr + "\n" + r.stdout) ?? `exit ${r.code}`;
     failures.push(`${m.name}: ${r.code === 0 ? "installed nothing cal can find on PATH" : said}`);
@@ -202,17 +202,7 @@ export async function updateAgent(
   out.event("update", `${plugin.displayName} ${before.version ?? "?"} → ${d?.version ?? "?"}`, {
     workspace: name,
   });
-  return {
-    kind: "agent",
-    workspace: name,
-    agent: plugin.name,
-    display_name: plugin.displayName,
-    installed: !!d,
-    ...(d?.version ? { version: d.version } : {}),
-    method,
-    active: w.vm.agent === plugin.name,
-    source: "builtin",
-  };
+  return await agentRecord((await load(name)).vm, plugin, d);
 }
 
 /** The most telling line of an installer's output: its reason, else its last line. */

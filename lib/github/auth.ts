@@ -8,7 +8,7 @@
 import type { Config } from "../config.ts";
 import { CalError, usageError } from "../errors.ts";
 import type { Output } from "../output.ts";
-import { run } from "../process.ts";
+import { keychainGet, keychainSet } from "../keychain.ts";
 import type { AuthRecord } from "../records.ts";
 import { quoteArgs } from "../shell.ts";
 import { updateVm } from "../store.ts";
@@ -22,28 +22,8 @@ export function hostOf(config: Config, flag?: string): string | undefined {
   return flag ?? config.github.host;
 }
 
-async function keychainToken(host: string): Promise<string | undefined> {
-  if (Deno.build.os !== "darwin") return undefined;
-  const r = await run("security", [
-    "find-generic-password",
-    "-s",
-    KEYCHAIN_SERVICE,
-    "-a",
-    host,
-    "-w",
-  ]);
-  return r.code === 0 ? r.stdout.trim() : undefined;
-}
-
-async function keychainStore(host: string, token: string): Promise<void> {
-  // `security -i` reads its command from stdin, so the token is in no process's argv.
-  const q = (s: string) => `"${s.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
-  const cmd = `add-generic-password -U -s ${q(KEYCHAIN_SERVICE)} -a ${q(host)} -w ${q(token)}\n`;
-  const r = await run("security", ["-i"], { stdin: cmd });
-  if (r.code !== 0) {
-    throw new CalError(`Could not store the token in the Keychain: ${r.stderr.trim()}`);
-  }
-}
+const keychainToken = (host: string) => keychainGet(KEYCHAIN_SERVICE, host);
+const keychainStore = (host: string, token: string) => keychainSet(KEYCHAIN_SERVICE, host, token);
 
 export interface LoginOptions {
   /** The token, read by the command from its stdin. */

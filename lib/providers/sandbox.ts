@@ -14,6 +14,7 @@
 
 import { join } from "node:path";
 import { CalError, notFound, wrongState } from "../errors.ts";
+import { allocatedBytes } from "../disk.ts";
 import { calHome } from "../paths.ts";
 import { alive, run, which } from "../process.ts";
 import type {
@@ -300,7 +301,7 @@ export class SandboxProvider implements Provider {
       cpu: f.cpu || undefined,
       memory: f.memory || undefined,
       disk: f.disk || undefined,
-      sizeGb: Math.round(allocated(this.dir(m)) / 1e8) / 10,
+      sizeGb: Math.round(allocatedBytes(this.dir(m)) / 1e8) / 10,
       os: "linux",
     };
   }
@@ -384,24 +385,4 @@ function addressOf(m: string): string {
 function portOf(m: string): number {
   const [a, b] = hash(m);
   return 20000 + ((a << 8) | b) % 10000;
-}
-
-function allocated(path: string): number {
-  let total = 0;
-  const walk = (p: string) => {
-    let st: Deno.FileInfo;
-    try {
-      st = Deno.lstatSync(p);
-    } catch {
-      return;
-    }
-    total += (st.blocks ?? 0) * 512;
-    if (st.isDirectory) {
-      try {
-        for (const e of Deno.readDirSync(p)) walk(join(p, e.name));
-      } catch { /* unreadable */ }
-    }
-  };
-  walk(path);
-  return total;
 }

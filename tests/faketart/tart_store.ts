@@ -6,6 +6,7 @@
  */
 
 import { join } from "node:path";
+import { allocatedBytes } from "../../lib/disk.ts";
 
 export const tartHome = () =>
   Deno.env.get("TART_HOME") || join(Deno.env.get("HOME") ?? "/root", ".tart");
@@ -225,21 +226,7 @@ function shuffle<T>(a: T[]): T[] {
 }
 
 /** Bytes allocated on disk under a path (sparse files count what they use). */
-export function allocated(path: string): number {
-  let total = 0;
-  const walk = (p: string) => {
-    let st: Deno.FileInfo;
-    try {
-      st = Deno.lstatSync(p);
-    } catch {
-      return;
-    }
-    total += (st.blocks ?? 0) * 512;
-    if (st.isDirectory) { for (const e of Deno.readDirSync(p)) walk(join(p, e.name)); }
-  };
-  walk(path);
-  return total;
-}
+export const allocated = allocatedBytes;
 
 /** Apparent bytes of the three VM files (Tart's `Disk`). */
 export function apparent(name: string): number {
