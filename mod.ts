@@ -49,3 +49,6 @@ export {
   verifyEnvironments,
 } from "./lib/environments/manage.ts";
 export { quick } from "./lib/quick.ts";
+export { syncWorkspace } from "./lib/sync/pull.ts";
+export { watch } from "./lib/sync/watch.ts";
+export { executeSigning, planSigning } from "./lib/sync/sign.ts";

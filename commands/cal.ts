@@ -31,6 +31,10 @@ export const NOUNS: Record<string, { describe: string; load: () => Promise<{ mai
     describe: "the main job in one command (cal-quick)",
     load: () => import("./cal-quick.ts"),
   },
+  sync: {
+    describe: "build artifacts: sync, watch with hooks, logs, sign (cal-sync)",
+    load: () => import("./cal-sync.ts"),
+  },
 };
 
 /** `cal isolation <verb>` → `cal-<noun> [<verb>]`, so the spec's examples work word for word. */
@@ -57,6 +61,10 @@ export const ISOLATION: Record<string, { noun: string; verb?: string }> = {
   commit: { noun: "gh", verb: "commit" },
   push: { noun: "gh", verb: "push" },
   pr: { noun: "gh", verb: "pr" },
+  sync: { noun: "sync", verb: "sync" },
+  watch: { noun: "sync", verb: "watch" },
+  logs: { noun: "sync", verb: "logs" },
+  sign: { noun: "sync", verb: "sign" },
 };
 
 function overview(): string {

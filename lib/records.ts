@@ -200,7 +200,11 @@ export type CalRecord =
   | PullRequestRecord
   | AuthRecord
   | EnvironmentRecord
-  | TemplateRecord;
+  | TemplateRecord
+  | ArtifactRecord
+  | HookRecord
+  | LogRecord
+  | SignPlanRecord;
 
 /** A development environment: known to cal, and (with a workspace) its state in that guest. */
 export interface EnvironmentRecord {
@@ -236,4 +240,66 @@ export interface TemplateRecord {
   environments: string[];
   resources?: { cpu?: number; memory?: number; disk_size?: number };
   source: "core" | "user";
+}
+
+/** A build artifact on the host (`cal-sync sync`, `watch`, `sign`). */
+export interface ArtifactRecord {
+  kind: "artifact";
+  workspace: string;
+  /** Where it is on the host. */
+  path: string;
+  category: "builds" | "test-results" | "logs";
+  /** Size in bytes (a bundle's files added up). */
+  bytes: number;
+  /** Where it came from: the guest path (sync), or the archive it was signed from (sign). */
+  source?: string;
+  /** Copied (or finished) just now, as opposed to already there. */
+  new: boolean;
+  /** xcarchive, ipa, apk, aab, app, xcresult or other. */
+  type?: string;
+  /** The pattern that selected it, and where the pattern came from (config or an environment). */
+  pattern?: string;
+  pattern_from?: string;
+}
+
+/** A watch hook that ran for an artifact. */
+export interface HookRecord {
+  kind: "hook";
+  workspace: string;
+  /** on-archive, on-ipa, on-apk or on-any. */
+  hook: string;
+  path: string;
+  command: string;
+  exit: number;
+  duration_s: number;
+}
+
+/** One line of a log (`cal-sync logs --json`). */
+export interface LogRecord {
+  kind: "log";
+  workspace: string;
+  /** The log file (the VM's own log, or a build log in the output folder). */
+  file: string;
+  line: string;
+}
+
+/** What `cal-sync sign` runs (or would run, with --dry-run). */
+export interface SignPlanRecord {
+  kind: "sign-plan";
+  workspace: string;
+  archive: string;
+  bundle_id: string;
+  identity: string;
+  /** Whether the identity was found in the keychain (false: not checked on this host). */
+  identity_checked: boolean;
+  profiles: { path: string; name: string; uuid: string; bundle_id: string }[];
+  method: string;
+  team_id: string;
+  export_options: string;
+  export_options_path: string;
+  command: string[];
+  output: string;
+  /** Profiles copied to where Xcode looks for them (they were not installed). */
+  install_profiles?: string[];
+  dry_run: boolean;
 }

@@ -83,6 +83,10 @@ export class Rig {
     return runTool("cal-snap", args, { ...this.env, ...opts.env }, opts);
   }
 
+  sync(args: string[], opts: { stdin?: string; env?: Env } = {}): Promise<CalResult> {
+    return runTool("cal-sync", args, { ...this.env, ...opts.env }, opts);
+  }
+
   /** Runs cal-env (named so because `env` is the rig's environment variables). */
   calEnv(
     args: string[],

@@ -63,6 +63,14 @@ function suite(provider: TestProvider) {
       const r = await rig.vm(["ssh", ws, 'ls "/Volumes/My Shared Files/output"']);
       assert.equal(r.code, 0, show(r));
       assert.match(r.stdout, /builds/);
+      const w = await rig.vm([
+        "ssh",
+        ws,
+        'echo built > "/Volumes/My Shared Files/output/builds/app.txt"',
+      ]);
+      assert.equal(w.code, 0, show(w));
+      const host = await Deno.readTextFile(`${rig.env.HOME}/cal-output/${ws}/builds/app.txt`);
+      assert.equal(host, "built\n", "the guest's write shows up on the host");
     });
 
     it("a second start is refused with exit 4", async () => {

@@ -128,6 +128,9 @@ export async function prepareGuest(spec: GuestSpec): Promise<void> {
   }
   await chownTree(home, u.uid, u.gid);
   for (const p of spec.prefixes ?? []) await chownTree(layout.prefix(spec, p), u.uid, u.gid);
+  // A bind mount keeps host owners; as root the guest user could not write a shared folder.
+  // Give it to the guest user, as VirtioFS shows a Tart guest its shares as its own.
+  for (const s of spec.shares ?? []) if (!s.readOnly) await chownTree(s.host, u.uid, u.gid);
 }
 
 function sshdConfig(spec: GuestSpec): string {

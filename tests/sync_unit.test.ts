@@ -1,0 +1,424 @@
+/**
+ * cal-sync's pure parts: artifact patterns and sorting, the guest listing and the copy plan,
+ * hook command templates, property lists, provisioning profiles, identities, export options.
+ */
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  categoryOf,
+  compile,
+  destinationFor,
+  excluded,
+  patternSet,
+  Selector,
+  shortHash,
+} from "../lib/sync/patterns.ts";
+import { parseListing, plan, type SyncManifest } from "../lib/sync/pull.ts";
+import { hookScript } from "../lib/sync/hooks.ts";
+import { embeddedPlist, parsePlist, type PlistDict, writePlist } from "../lib/sync/plist.ts";
+import {
+  coversBundle,
+  exportOptions,
+  identityMatches,
+  methodOf,
+  parseIdentities,
+  parseProfile,
+  readArchive,
+} from "../lib/sync/sign.ts";
+import { REPO } from "./helpers.ts";
+
+const FIXTURES = join(REPO, "tests", "fixtures", "sync");
+
+describe("artifact patterns", () => {
+  const m = (p: string, rel: string) => compile(p).test(rel);
+
+  it("a pattern without a slash matches the name at any depth, never a dotfile by wildcard", () => {
+    assert.ok(m("*.apk", "app-release.apk"));
+    assert.ok(m("*.apk", "repo/app/build/outputs/apk/release/app-release.apk"));
+    assert.ok(!m("*.apk", "repo/app-release.apk.tmp"));
+    assert.ok(!m("*.apk", "repo/.hidden.apk"));
+    assert.ok(m(".*.apk", "repo/.hidden.apk"));
+    assert.ok(m("*.{ipa,apk}", "x/My App.ipa"));
+    assert.ok(m("app-[rd]*.apk", "x/app-debug.apk"));
+    assert.ok(!m("app-[!rd]*.apk", "x/app-debug.apk"));
+  });
+
+  it("a pattern with a slash matches from any folder boundary", () => {
+    assert.ok(m("build/outputs/**", "build/outputs/apk/release/app.apk"));
+    assert.ok(m("build/outputs/**", "repo/app/build/outputs/mapping.txt"));
+    assert.ok(!m("build/outputs/**", "repo/app/build/outputs"));
+    assert.ok(!m("build/outputs/**", "repo/xbuild/outputs/a"));
+    assert.ok(!m("build/outputs/**", "repo/build/outputsx/a"));
+    assert.ok(m("target/release/*", "repo/target/release/myapp"));
+    assert.ok(!m("target/release/*", "repo/target/release/deps/libx.rlib"));
+    assert.ok(m("dist/*.tar.gz", "pkg/dist/pkg-1.0.tar.gz"));
+    assert.ok(m("build/app/outputs/**/*.apk", "f/build/app/outputs/flutter-apk/app-release.apk"));
+    assert.ok(m("build/app/outputs/**/*.apk", "f/build/app/outputs/app-release.apk"));
+    assert.ok(m("**/x.ipa", "a/b/x.ipa"));
+  });
+
+  it("a leading slash anchors a pattern to the search root", () => {
+    assert.ok(m("/dist/*.whl", "dist/a.whl"));
+    assert.ok(!m("/dist/*.whl", "repo/dist/a.whl"));
+    assert.ok(m("./dist/*.whl", "repo/dist/a.whl"));
+  });
+
+  it("an exclude matches the path or any folder above it", () => {
+    const ex = ["node_modules/**", "DerivedData/**", "*.xcuserdata", "build/intermediates/**"]
+      .map(compile);
+    assert.ok(excluded("web/node_modules/pkg/bin/tool.exe", ex));
+    assert.ok(excluded("ios/DerivedData/Build/Products/A.app", ex));
+    assert.ok(excluded("ios/App.xcodeproj/me.xcuserdata/x.app", ex));
+    assert.ok(excluded("app/build/intermediates/apk/x.apk", ex));
+    assert.ok(!excluded("app/build/outputs/apk/x.apk", ex));
+    assert.ok(!excluded("MyApp-abc/Build/Products/Release-iphoneos/MyApp.app", ex));
+  });
+
+  it("merges config and environment patterns, remembering where each came from", () => {
+    const set = patternSet(["*.ipa", "*.apk"], [
+      {
+        name: "android",
+        artifacts: { patterns: ["*.apk", "build/outputs/**"], exclude: [".gradle/**"] },
+      },
+      { name: "node", artifacts: { patterns: ["dist/**"], exclude: ["node_modules/**"] } },
+      { name: "go" },
+    ]);
+    assert.deepEqual(set.include, [
+      { pattern: "*.ipa", from: "config" },
+      { pattern: "*.apk", from: "config" },
+      { pattern: "build/outputs/**", from: "android" },
+      { pattern: "dist/**", from: "node" },
+    ]);
+    const s = new Selector(set);
+    assert.deepEqual(s.match("a/build/outputs/m.txt"), {
+      pattern: "build/outputs/**",
+      from: "android",
+    });
+    assert.equal(
+      s.match("a/node_modules/x/dist/y.js"),
+      undefined,
+      "excludes apply to every pattern",
+    );
+    assert.equal(s.match("a/README.md"), undefined);
+  });
+
+  it("sorts artifacts into builds, test-results and logs", () => {
+    for (
+      const b of [
+        "MyApp.ipa",
+        "app.apk",
+        "app.aab",
+        "MyApp.app",
+        "MyApp.xcarchive",
+        "x.exe",
+        "x.dll",
+        "lib.jar",
+      ]
+    ) {
+      assert.equal(categoryOf(`repo/out/${b}`), "builds", b);
+    }
+    for (
+      const t of [
+        "Tests.xcresult",
+        "junit.xml",
+        "report.junit.xml",
+        "TEST-com.example.AppTest.xml",
+        "r.trx",
+      ]
+    ) {
+      assert.equal(categoryOf(`repo/${t}`), "test-results", t);
+    }
+    assert.equal(categoryOf("repo/build/test-results/test/results.xml"), "test-results");
+    assert.equal(categoryOf("repo/AndroidManifest.xml"), "builds");
+    assert.equal(categoryOf("repo/build.log"), "logs");
+  });
+
+  it("gives a same-named artifact from another source a stable, distinct name", async () => {
+    const taken = new Set(["builds/app-release.apk"]);
+    const d1 = await destinationFor(
+      "workspace/a/app-release.apk",
+      "a/app-release.apk",
+      (d) => taken.has(d),
+    );
+    const d2 = await destinationFor(
+      "workspace/a/app-release.apk",
+      "a/app-release.apk",
+      (d) => taken.has(d),
+    );
+    assert.equal(d1, d2);
+    assert.equal(d1, `builds/app-release-${await shortHash("workspace/a/app-release.apk")}.apk`);
+    assert.equal(
+      await destinationFor("workspace/a/My App.ipa", "a/My App.ipa", () => false),
+      "builds/My App.ipa",
+    );
+  });
+});
+
+describe("guest listing and copy plan", () => {
+  const rec = (...f: string[]) => f.join("\t") + "\0";
+  const listing = parseListing(
+    "home\t/Users/admin\0" +
+      "root\tworkspace\0" +
+      rec("f", "10", "100", "1", "0", "workspace/a/build/outputs/apk/app-release.apk") +
+      rec("f", "20", "100", "1", "0", "workspace/b/app-release.apk") +
+      rec("f", "5", "100", "1", "0", "workspace/a/README.md") +
+      rec("f", "7", "100", "1", "0", "workspace/a/odd\tname\nwith newline.ipa") +
+      rec("b", "300", "160", "3", "1", "workspace/a/Tests.xcresult") +
+      rec("b", "30", "170", "2", "0", "workspace/a/Half.xcarchive") +
+      rec("f", "1", "1", "1", "0", "workspace/a/bad\uFFFDname.apk") +
+      "root\tLibrary/Developer/Xcode/Archives\0" +
+      rec(
+        "b",
+        "900",
+        "180",
+        "12",
+        "1",
+        "Library/Developer/Xcode/Archives/2026-01-17/MyApp 1-17-26.xcarchive",
+      ),
+  );
+  const set = patternSet(["*.ipa", "*.apk", "*.xcarchive", "*.xcresult"], []);
+
+  it("parses names with tabs and newlines, and keeps paths relative to their root", () => {
+    assert.equal(listing.home, "/Users/admin");
+    assert.deepEqual(listing.skipped, ["workspace/a/bad\uFFFDname.apk"]);
+    const odd = listing.candidates.find((c) => c.path.includes("odd"));
+    assert.equal(odd?.rel, "a/odd\tname\nwith newline.ipa");
+    const archive = listing.candidates.at(-1)!;
+    assert.equal(archive.rel, "2026-01-17/MyApp 1-17-26.xcarchive");
+    assert.deepEqual(
+      {
+        type: archive.type,
+        bytes: archive.bytes,
+        files: archive.files,
+        complete: archive.complete,
+      },
+      { type: "bundle", bytes: 900, files: 12, complete: true },
+    );
+  });
+
+  it("takes exactly the matching, complete artifacts; a second plan finds them synced", async () => {
+    const empty: SyncManifest = { version: 1, items: {} };
+    const host = new Set<string>();
+    const first = await plan(listing, set, empty, (d) => host.has(d));
+    assert.deepEqual(first.incomplete.map((c) => c.rel), ["a/Half.xcarchive"]);
+    const dests = first.planned.map((p) => p.dest);
+    const hash = await shortHash("workspace/b/app-release.apk");
+    assert.deepEqual(dests, [
+      "builds/app-release.apk",
+      `builds/app-release-${hash}.apk`,
+      "builds/odd\tname\nwith newline.ipa",
+      "test-results/Tests.xcresult",
+      "builds/MyApp 1-17-26.xcarchive",
+    ]);
+    assert.ok(first.planned.every((p) => !p.synced));
+    // Record them as synced, as a sync does.
+    const manifest: SyncManifest = { version: 1, items: {} };
+    for (const p of first.planned) {
+      manifest.items[p.candidate.path] = {
+        dest: p.dest,
+        bytes: p.candidate.bytes,
+        mtime: p.candidate.mtime,
+        files: p.candidate.files,
+        at: "",
+      };
+      host.add(p.dest);
+    }
+    const second = await plan(listing, set, manifest, (d) => host.has(d));
+    assert.deepEqual(second.planned.map((p) => p.dest), dests, "destinations are stable");
+    assert.ok(second.planned.every((p) => p.synced));
+    // A changed source, or a host copy someone deleted, is copied again.
+    manifest.items["workspace/b/app-release.apk"].bytes = 19;
+    host.delete("test-results/Tests.xcresult");
+    const third = await plan(listing, set, manifest, (d) => host.has(d));
+    assert.deepEqual(
+      third.planned.filter((p) => !p.synced).map((p) => p.candidate.path),
+      ["workspace/b/app-release.apk", "workspace/a/Tests.xcresult"],
+    );
+  });
+
+  it("never overwrites a host file it did not put there", async () => {
+    const host = new Set(["builds/app-release.apk"]); // e.g. written through the shared folder
+    const r = await plan(listing, set, { version: 1, items: {} }, (d) => host.has(d));
+    assert.equal(
+      r.planned[0].dest,
+      `builds/app-release-${await shortHash("workspace/a/build/outputs/apk/app-release.apk")}.apk`,
+    );
+  });
+});
+
+describe("hook templates", () => {
+  it("turns {} into a positional parameter in every quoting context", () => {
+    assert.equal(hookScript("./sign.sh {}"), './sign.sh "$1"');
+    assert.equal(hookScript('echo "got {} ok"'), 'echo "got $1 ok"');
+    assert.equal(hookScript("echo 'got {} ok'"), `echo 'got '"$1"' ok'`);
+    assert.equal(hookScript('echo "$(basename {})"'), 'echo "$(basename "$1")"');
+    assert.equal(hookScript("cp {} ~/Desktop && say done"), 'cp "$1" ~/Desktop && say done');
+    assert.equal(hookScript("echo \\{} {}"), 'echo \\{} "$1"');
+    assert.equal(hookScript("notify-send built"), "notify-send built");
+  });
+
+  it("passes hostile paths through as one unchanged argument", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const hostile = join(dir, `a b'c"d $(touch pwned) \`id\` x\ny;z.ipa`);
+      const templates = [
+        "printf '%s\\0' {}",
+        'printf "%s\\0" "{}"',
+        "printf '%s\\0' '{}'",
+        'printf "%s\\0" "$(printf %s {})"',
+      ];
+      for (const t of templates) {
+        const out = await new Deno.Command("sh", {
+          args: ["-c", hookScript(t), "cal-hook", hostile],
+          cwd: dir,
+        }).output();
+        assert.equal(new TextDecoder().decode(out.stdout), hostile + "\0", t);
+      }
+      const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+      assert.deepEqual(names, [], "nothing was executed from the name");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
+describe("property lists", () => {
+  it("parses the value types and entities, and writes them back as Xcode does", () => {
+    const xml = writePlist({
+      s: "a & <b>",
+      i: 42,
+      r: 1.5,
+      t: true,
+      f: false,
+      d: new Date("2026-01-17T10:30:00Z"),
+      data: new Uint8Array([1, 2, 255]),
+      a: ["x", { k: "v" }],
+    });
+    assert.match(xml, /^<\?xml version="1.0" encoding="UTF-8"\?>\n<!DOCTYPE plist/);
+    assert.match(xml, /\t<key>s<\/key>\n\t<string>a &amp; &lt;b&gt;<\/string>/);
+    const v = parsePlist(xml) as PlistDict;
+    assert.equal(v.s, "a & <b>");
+    assert.equal(v.i, 42);
+    assert.equal(v.r, 1.5);
+    assert.equal(v.t, true);
+    assert.equal(v.f, false);
+    assert.equal((v.d as Date).toISOString(), "2026-01-17T10:30:00.000Z");
+    assert.deepEqual([...(v.data as Uint8Array)], [1, 2, 255]);
+    assert.deepEqual(v.a, ["x", { k: "v" }]);
+  });
+
+  it("finds the plist inside a signed envelope, and reports junk clearly", () => {
+    const inner = writePlist({ Name: "x" });
+    const bytes = new Uint8Array([0x30, 0x82, 0, 1, ...new TextEncoder().encode(inner), 0xa0, 0]);
+    assert.equal(embeddedPlist(bytes), inner.trimEnd());
+    assert.equal(embeddedPlist(new Uint8Array([1, 2, 3])), undefined);
+    assert.throws(() => parsePlist("<plist><dict><key>a</key><bogus/></dict></plist>"), /bogus/);
+  });
+});
+
+describe("provisioning profiles and signing inputs", () => {
+  it("reads the fixture profile (a real CMS envelope)", async () => {
+    const path = join(FIXTURES, "dev.mobileprovision");
+    const p = await parseProfile(await Deno.readFile(path), path);
+    assert.equal(p.name, "MyApp Development & Test");
+    assert.equal(p.uuid, "6F9A1C2E-3B4D-4E5F-8A7B-1C2D3E4F5A6B");
+    assert.equal(p.teamId, "ABCDE12345");
+    assert.equal(p.bundleId, "com.example.MyApp");
+    assert.equal(p.method, "development");
+    assert.equal(p.devices, 1);
+    assert.equal(p.expires?.toISOString(), "2099-01-01T00:00:00.000Z");
+    assert.deepEqual(p.certificates, ["F8924F08C9B962778C1C05B3B0BAFB0405FE6218"]);
+  });
+
+  it("derives the method from devices, all-devices and get-task-allow", () => {
+    assert.equal(methodOf({ ProvisionsAllDevices: true }), "enterprise");
+    assert.equal(
+      methodOf({ ProvisionedDevices: ["x"], Entitlements: { "get-task-allow": true } }),
+      "development",
+    );
+    assert.equal(
+      methodOf({ ProvisionedDevices: ["x"], Entitlements: { "get-task-allow": false } }),
+      "ad-hoc",
+    );
+    assert.equal(methodOf({ Entitlements: {} }), "app-store");
+  });
+
+  it("rejects a file that is not a profile", async () => {
+    await assert.rejects(
+      parseProfile(new TextEncoder().encode("hello"), "x.mobileprovision"),
+      /not a provisioning profile/,
+    );
+  });
+
+  it("matches app ids with wildcards", () => {
+    assert.ok(coversBundle("com.example.MyApp", "com.example.MyApp"));
+    assert.ok(!coversBundle("com.example.MyApp", "com.example.MyApp.widget"));
+    assert.ok(coversBundle("com.example.*", "com.example.MyApp.widget"));
+    assert.ok(coversBundle("*", "org.other"));
+  });
+
+  it("parses the keychain's identities and matches them by name, prefix or SHA-1", () => {
+    const ids = parseIdentities(
+      '  1) F8924F08C9B962778C1C05B3B0BAFB0405FE6218 "Apple Development: you@example.com (ABCDE12345)"\n' +
+        '  2) 0123456789ABCDEF0123456789ABCDEF01234567 "Apple Distribution: Example Team (ABCDE12345)"\n' +
+        "     2 valid identities found\n",
+    );
+    assert.equal(ids.length, 2);
+    const [dev, dist] = ids;
+    assert.ok(identityMatches("Apple Development: you@example.com", dev));
+    assert.ok(identityMatches("Apple Development: you@example.com (ABCDE12345)", dev));
+    assert.ok(identityMatches("Apple Development", dev));
+    assert.ok(identityMatches("f8924f08c9b962778c1c05b3b0bafb0405fe6218", dev));
+    assert.ok(!identityMatches("Apple Development", dist));
+    assert.ok(!identityMatches("Apple Development: you@example", dev));
+  });
+
+  it("writes the export options Xcode expects", () => {
+    assert.equal(
+      exportOptions({
+        method: "development",
+        teamId: "ABCDE12345",
+        certificate: "Apple Development: you@example.com (ABCDE12345)",
+        profiles: { "com.example.MyApp": "6F9A1C2E-3B4D-4E5F-8A7B-1C2D3E4F5A6B" },
+      }),
+      `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>method</key>
+	<string>development</string>
+	<key>provisioningProfiles</key>
+	<dict>
+		<key>com.example.MyApp</key>
+		<string>6F9A1C2E-3B4D-4E5F-8A7B-1C2D3E4F5A6B</string>
+	</dict>
+	<key>signingCertificate</key>
+	<string>Apple Development: you@example.com (ABCDE12345)</string>
+	<key>signingStyle</key>
+	<string>manual</string>
+	<key>teamID</key>
+	<string>ABCDE12345</string>
+</dict>
+</plist>
+`,
+    );
+  });
+
+  it("reads the fixture archive and refuses an incomplete one", async () => {
+    const a = await readArchive(join(FIXTURES, "MyApp.xcarchive"));
+    assert.deepEqual(
+      { name: a.name, bundleId: a.bundleId, extensions: a.extensions },
+      { name: "MyApp", bundleId: "com.example.MyApp", extensions: [] },
+    );
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(join(dir, "Half.xcarchive"));
+      await assert.rejects(readArchive(join(dir, "Half.xcarchive")), /no Info.plist/);
+      await assert.rejects(readArchive(join(dir, "Nope.xcarchive")), /No archive/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
