@@ -4,6 +4,7 @@
  */
 
 import { CalError, ExitCode } from "./errors.ts";
+import type { StartResult } from "./provider.ts";
 
 export interface RunOptions {
   /** Text fed to the child's stdin (secrets travel this way, never in argv). */
@@ -112,5 +113,46 @@ export function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Starts a long-running command in its own session, its output appended to `logFile`, and
+ * returns without waiting: the process outlives this cal invocation.
+ */
+export async function startDetached(
+  bin: string,
+  args: string[],
+  logFile: string,
+): Promise<StartResult> {
+  const offset = await Deno.stat(logFile).then((s) => s.size).catch(() => 0);
+  const child = new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      'log=$1; shift; exec "$@" >>"$log" 2>&1 </dev/null',
+      "cal-start",
+      logFile,
+      bin,
+      ...args,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  child.unref();
+  const exited = child.status.then(async (s) => ({
+    code: s.code,
+    log: await readFrom(logFile, offset),
+  }));
+  return { pid: child.pid, exited, logOffset: offset };
+}
+
+async function readFrom(file: string, offset: number): Promise<string> {
+  try {
+    const bytes = await Deno.readFile(file);
+    return new TextDecoder().decode(bytes.subarray(offset));
+  } catch {
+    return "";
   }
 }

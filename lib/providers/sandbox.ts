@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { CalError, notFound, wrongState } from "../errors.ts";
 import { allocatedBytes } from "../disk.ts";
 import { calHome } from "../paths.ts";
-import { alive, run, which } from "../process.ts";
+import { alive, run, startDetached, which } from "../process.ts";
 import type {
   Endpoint,
   MachineInfo,
@@ -26,7 +26,6 @@ import type {
   StartResult,
 } from "../provider.ts";
 import { bwrapArgs, type GuestSpec, layout, listening, prepareGuest } from "../guest/sandbox.ts";
-import { startDetached } from "./tart.ts";
 
 export const SANDBOX_ISOLATION = "Linux namespaces (bubblewrap), not a VM: the kernel is shared";
 

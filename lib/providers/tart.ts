@@ -8,7 +8,7 @@
  */
 
 import { CalError, ExitCode, notFound, wrongState } from "../errors.ts";
-import { run, type RunResult, toolMissing, which } from "../process.ts";
+import { run, type RunResult, startDetached, toolMissing, which } from "../process.ts";
 import type {
   Endpoint,
   MachineInfo,
@@ -74,7 +74,9 @@ export class TartProvider implements Provider {
     if (opts.vnc) args.push("--vnc");
     if (opts.outputDir) args.push(`--dir=output:${opts.outputDir}`);
     args.push(name);
-    return await startDetached(this.bin, args, opts.logFile, () => this.calls++);
+    if (!which(this.bin)) throw toolMissing("tart", INSTALL_HINT);
+    this.calls++;
+    return await startDetached(this.bin, args, opts.logFile);
   }
 
   async stop(name: string, opts: { timeoutSeconds: number }): Promise<void> {
@@ -150,50 +152,6 @@ export class TartProvider implements Provider {
         },
       );
     }
-  }
-}
-
-/**
- * Starts a long-running command in its own session, its output appended to `logFile`, and
- * returns without waiting: the process outlives this cal invocation.
- */
-export async function startDetached(
-  bin: string,
-  args: string[],
-  logFile: string,
-  count: () => void = () => {},
-): Promise<StartResult> {
-  if (!which(bin)) throw toolMissing(bin, INSTALL_HINT);
-  const offset = await Deno.stat(logFile).then((s) => s.size).catch(() => 0);
-  count();
-  const child = new Deno.Command("/bin/sh", {
-    args: [
-      "-c",
-      'log=$1; shift; exec "$@" >>"$log" 2>&1 </dev/null',
-      "cal-start",
-      logFile,
-      bin,
-      ...args,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-    detached: true,
-  }).spawn();
-  child.unref();
-  const exited = child.status.then(async (s) => ({
-    code: s.code,
-    log: await readFrom(logFile, offset),
-  }));
-  return { pid: child.pid, exited, logOffset: offset };
-}
-
-async function readFrom(file: string, offset: number): Promise<string> {
-  try {
-    const bytes = await Deno.readFile(file);
-    return new TextDecoder().decode(bytes.subarray(offset));
-  } catch {
-    return "";
   }
 }
 
