@@ -488,10 +488,17 @@ if (import.meta.main) {
   await Deno.mkdir(dir, { recursive: true });
   const want = await files();
   for (const e of Deno.readDirSync(dir)) {
-    if (e.isFile && GENERATED.test(e.name) && !(e.name in want)) {
+    if ((e.isFile || e.isSymlink) && GENERATED.test(e.name) && !(e.name in want)) {
       await Deno.remove(join(dir, e.name));
     }
   }
-  for (const [name, text] of Object.entries(want)) await Deno.writeTextFile(join(dir, name), text);
+  for (const [name, text] of Object.entries(want)) {
+    const file = join(dir, name);
+    await Deno.remove(file).catch(() => {});
+    // cal-<noun>.bash/.fish are the same script as cal.bash/.fish: a link, not a second copy.
+    const same = name.replace(/^cal-[^.]+\./, "cal.");
+    if (same !== name && want[same] === text) await Deno.symlink(same, file);
+    else await Deno.writeTextFile(file, text);
+  }
   console.log(`Wrote ${Object.keys(want).sort().join(", ")} to ${dir}.`);
 }
