@@ -6,12 +6,13 @@
  *   cal-agent run WS [--agent A] [--prompt P] [--autonomous] [--yes] [--timeout S] [--repo R]
  */
 
-import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import {
   type Context,
   newContext,
   outputOptions,
+  positiveInt,
   rootProgram,
   runAsProcess,
   runProgram,
@@ -39,14 +40,6 @@ function agentTable(rs: AgentRecord[]): string {
     ]),
   );
 }
-
-const seconds = (v: string) => {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || n <= 0) {
-    throw new InvalidArgumentError("--timeout must be a positive number of seconds.");
-  }
-  return n;
-};
 
 export function program(ctx: Context): Command {
   const out = ctx.out;
@@ -120,7 +113,11 @@ export function program(ctx: Context): Command {
       .option("--prompt <text>", "run headless with this prompt and report a run record")
       .option("--autonomous", "the agent's own full-permission mode (the VM is the boundary)")
       .option("-y, --yes", "skip the launch confirmation")
-      .option("--timeout <seconds>", "headless: stop the agent after this long (exit 124)", seconds)
+      .option(
+        "--timeout <seconds>",
+        "headless: stop the agent after this long (exit 124)",
+        positiveInt("--timeout"),
+      )
       .option("--repo <name>", "the repository to work in (default: the first cloned)")
       .option("--no-snapshot", "skip the session-start snapshot"),
   ).action(async (ws, o) => {

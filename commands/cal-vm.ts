@@ -15,6 +15,7 @@ import {
   namesOrStdin,
   newContext,
   outputOptions,
+  positiveInt,
   rootProgram,
   runAsProcess,
   runProgram,
@@ -32,16 +33,6 @@ import { quoteArgs } from "../lib/shell.ts";
 import { cleanup, destroy } from "../lib/teardown.ts";
 import { connect, load, type Loaded } from "../lib/workspace.ts";
 import type { Guest } from "../lib/guest/ssh.ts";
-
-function positiveInt(what: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n <= 0) {
-      throw new InvalidArgumentError(`${what} must be a positive whole number.`);
-    }
-    return n;
-  };
-}
 
 function networkMode(v: string): "host" | "none" {
   if (v !== "host" && v !== "none") {

@@ -4,7 +4,12 @@
  * errors to exit codes.
  */
 
-import { Command, CommanderError, type OptionValues } from "@commander-js/extra-typings";
+import {
+  Command,
+  CommanderError,
+  InvalidArgumentError,
+  type OptionValues,
+} from "@commander-js/extra-typings";
 import { type Config, loadConfig } from "./config.ts";
 import { asCalError, CalError, ExitCode, usageError } from "./errors.ts";
 import { ClosedPipe, namesFromStdin, Output } from "./output.ts";
@@ -54,6 +59,17 @@ export function outputOptions<A extends any[], O extends OptionValues, G extends
 ) {
   return c.option("--json", "print NDJSON records (the default when stdout is not a terminal)")
     .option("--human", "print tables and text even when stdout is not a terminal");
+}
+
+/** A commander value parser for positive whole numbers (bad values are usage errors, exit 2). */
+export function positiveInt(what: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n <= 0) {
+      throw new InvalidArgumentError(`${what} must be a positive whole number.`);
+    }
+    return n;
+  };
 }
 
 /** Expands `-` into the names carried by records on stdin. */
