@@ -9,7 +9,30 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rig, show } from "./rig_env.ts";
 import { argvSightings, getDenoDir, REPO } from "./helpers.ts";
-import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/github.ts";
+import {
+  credentialHelper,
+  ensureHostsEntries,
+  type GitHubStandIn,
+  startGitHub,
+} from "./rig/github.ts";
+
+/**
+ * gh 2.23's credential helper answers https only; the stand-in is plain http (github.localhost),
+ * so give git the token the same way for http. Real GitHub is https and needs none of this.
+ */
+function useGhCredentialsForHttp(rig: Rig, ws: string) {
+  return rig.vm([
+    "exec",
+    ws,
+    "--",
+    "git",
+    "config",
+    "--global",
+    "--add",
+    "credential.http://github.localhost.helper",
+    credentialHelper(),
+  ]);
+}
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
 const root = Deno.uid() === 0;
@@ -93,21 +116,7 @@ describe("the GitHub workflow", {
     assert.equal(status.code, 0, show(status));
     assert.equal(status.records[0].logged_in, true);
     assert.equal(status.records[0].host, "github.localhost");
-    // gh 2.23's credential helper answers only https; the stand-in is plain http (github.localhost),
-    // so give git the token the same way for http. Real GitHub is https and needs none of this.
-    const helper =
-      `!f() { test "$1" = get || exit 0; printf 'username=x-access-token\\npassword=%s\\n' "$(gh auth token --hostname github.localhost)"; }; f`;
-    const set = await rig.vm([
-      "exec",
-      ws,
-      "--",
-      "git",
-      "config",
-      "--global",
-      "--add",
-      "credential.http://github.localhost.helper",
-      helper,
-    ]);
+    const set = await useGhCredentialsForHttp(rig, ws);
     assert.equal(set.code, 0, show(set));
   });
 
@@ -366,20 +375,7 @@ describe("the main job on the sandbox provider (cal quick)", {
     assert.equal((await rig.vm(["init", ws, "--provider", "sandbox"])).code, 0);
     assert.equal((await rig.vm(["start", ws])).code, 0);
     assert.equal((await rig.gh(["auth", "login", ws, "--token-stdin"], { stdin: TOKEN })).code, 0);
-    // See above: gh 2.23 answers git's credential requests for https only; the stand-in is http.
-    const helper =
-      `!f() { test "$1" = get || exit 0; printf 'username=x-access-token\\npassword=%s\\n' "$(gh auth token --hostname github.localhost)"; }; f`;
-    await rig.vm([
-      "exec",
-      ws,
-      "--",
-      "git",
-      "config",
-      "--global",
-      "--add",
-      "credential.http://github.localhost.helper",
-      helper,
-    ]);
+    await useGhCredentialsForHttp(rig, ws);
     const r = await rig.cal([
       "quick",
       ws,

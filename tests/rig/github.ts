@@ -1448,14 +1448,20 @@ export function proxyEnv(port: number, hostname = "127.0.0.1"): Record<string, s
  * `gh auth setup-git` alone leaves git without credentials for the stand-in. The helper runs
  * after gh's own (env config is read after ~/.gitconfig), so it only fills the gap.
  */
-export function gitCredentialShimEnv(gh = "gh"): Record<string, string> {
-  const helper =
-    `!f() { test "$1" = get || exit 0; t=$(${gh} auth token --hostname ${WEB_HOST} 2>/dev/null) && ` +
+/**
+ * A git credential helper that answers with gh's token for http://github.localhost: gh 2.23's own
+ * helper answers https only, and the stand-in is plain http.
+ */
+export function credentialHelper(gh = "gh"): string {
+  return `!f() { test "$1" = get || exit 0; t=$(${gh} auth token --hostname ${WEB_HOST} 2>/dev/null) && ` +
     `test -n "$t" && printf 'username=x-access-token\\npassword=%s\\n' "$t"; }; f`;
+}
+
+export function gitCredentialShimEnv(gh = "gh"): Record<string, string> {
   return {
     GIT_CONFIG_COUNT: "1",
     GIT_CONFIG_KEY_0: `credential.http://${WEB_HOST}.helper`,
-    GIT_CONFIG_VALUE_0: helper,
+    GIT_CONFIG_VALUE_0: credentialHelper(gh),
   };
 }
 
