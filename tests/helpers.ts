@@ -103,3 +103,17 @@ export async function argvSightings(
   }
   return { seen, scans };
 }
+
+/** Appends each NDJSON line of a live stream (a running command's stdout) to `into` as it arrives. */
+export async function streamRecords<T>(
+  stream: ReadableStream<Uint8Array>,
+  into: T[],
+): Promise<void> {
+  let pending = "";
+  for await (const c of stream.pipeThrough(new TextDecoderStream())) {
+    pending += c;
+    const parts = pending.split("\n");
+    pending = parts.pop() ?? "";
+    for (const p of parts) if (p) into.push(JSON.parse(p));
+  }
+}

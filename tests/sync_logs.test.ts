@@ -6,7 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Env, getDenoDir, REPO, runTool } from "./helpers.ts";
+import { type Env, getDenoDir, REPO, runTool, streamRecords } from "./helpers.ts";
 import { show } from "./rig_env.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -85,15 +85,7 @@ describe("cal-sync logs", () => {
       stderr: "piped",
     }).spawn();
     const lines: { file: string; line: string }[] = [];
-    const reading = (async () => {
-      let pending = "";
-      for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) {
-        pending += c;
-        const parts = pending.split("\n");
-        pending = parts.pop() ?? "";
-        for (const p of parts) if (p) lines.push(JSON.parse(p));
-      }
-    })();
+    const reading = streamRecords(child.stdout, lines);
     const stderr = new Response(child.stderr).text();
     const waitLines = async (n: number) => {
       const end = Date.now() + 15_000;

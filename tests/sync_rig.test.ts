@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import { PROVIDERS, REAL_TART, Rig, show, type TestProvider } from "./rig_env.ts";
 import { shortHash } from "../lib/sync/patterns.ts";
-import { REPO } from "./helpers.ts";
+import { REPO, streamRecords } from "./helpers.ts";
 
 const SHARED = "/Volumes/My Shared Files/output";
 const HOSTILE = "weird 'n' $(touch pwned)\nname.ipa";
@@ -267,15 +267,7 @@ function suite(provider: TestProvider) {
         stderr: "piped",
       }).spawn();
       const records: Record<string, unknown>[] = [];
-      const reading = (async () => {
-        let pending = "";
-        for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) {
-          pending += c;
-          const parts = pending.split("\n");
-          pending = parts.pop() ?? "";
-          for (const p of parts) if (p) records.push(JSON.parse(p));
-        }
-      })();
+      const reading = streamRecords(child.stdout, records);
       const stderr = new Response(child.stderr).text();
       const until = async (what: string, ok: () => boolean) => {
         const end = Date.now() + 30_000;
