@@ -1379,8 +1379,9 @@ export interface GitHubStandIn {
 /**
  * Starts the stand-in. `root` holds `repos/`; `port` defaults to 80 (what gh's
  * `http://api.github.localhost/` needs without a proxy), 0 picks a free one; `hostname` defaults
- * to 127.0.0.1. A fixed port that is in use is retried for `waitForPortMs` (default 20 s), so
- * test files that share port 80 take turns instead of failing.
+ * to 127.0.0.1. A fixed port is held under a lock file from start to close(), so stand-ins in
+ * test files that share port 80 take turns; a port some other program holds is retried for
+ * `waitForPortMs` (default 20 s).
  */
 export async function startGitHub(
   o: { root: string; port?: number; hostname?: string; waitForPortMs?: number },
@@ -1390,6 +1391,10 @@ export async function startGitHub(
   const hostname = o.hostname ?? "127.0.0.1";
   const handler = makeHandler(state);
   let port = o.port ?? 80;
+  // A fixed port is shared by test files running in parallel: whoever has it keeps it until
+  // close(), even while "refuse" mode has the socket closed (else another file's stand-in would
+  // take the port and answer in its place).
+  const portLock = port === 0 ? null : await lockPort(hostname, port);
   let server: Deno.HttpServer | null = null;
   const listen = () => {
     server = Deno.serve({ port, hostname, onListen: () => {} }, handler);
@@ -1427,8 +1432,21 @@ export async function startGitHub(
       server = null;
       state.onNetwork = undefined;
       if (s) await s.shutdown();
+      portLock?.close();
     },
   };
+}
+
+/** Waits for, and holds, this machine's lock on `hostname:port` for stand-ins (closing frees it). */
+async function lockPort(hostname: string, port: number): Promise<Deno.FsFile> {
+  const dir = Deno.env.get("TMPDIR") || "/tmp";
+  const file = await Deno.open(join(dir, `cal-github-standin-${hostname}-${port}.lock`), {
+    read: true,
+    write: true,
+    create: true,
+  });
+  await file.lock(true);
+  return file;
 }
 
 /**
