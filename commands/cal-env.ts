@@ -20,14 +20,13 @@ import {
 import { ENV_NAME } from "../lib/environments/manifest.ts";
 import {
   environmentInfo,
-  estimate,
   installEnvironments,
   listEnvironments,
-  listTemplates,
   removeEnvironment,
   updateEnvironments,
   verifyEnvironments,
 } from "../lib/environments/manage.ts";
+import { estimate, listTemplates } from "../lib/environments/records.ts";
 import { table } from "../lib/output.ts";
 import type { EnvironmentRecord, TemplateRecord } from "../lib/records.ts";
 

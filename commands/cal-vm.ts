@@ -23,7 +23,7 @@ import {
 import { wrongState } from "../lib/errors.ts";
 import { health, list, status } from "../lib/inspect.ts";
 import { init, start, stop } from "../lib/lifecycle.ts";
-import { planInit } from "../lib/environments/manage.ts";
+import { planInit } from "../lib/environments/templates.ts";
 import { getAgent } from "../lib/agents/registry.ts";
 import { ago, table } from "../lib/output.ts";
 import { PROVIDERS } from "../lib/providers/registry.ts";

@@ -8,23 +8,18 @@
  * state, so `cal-env list` can answer for a stopped workspace.
  */
 
-import { join } from "node:path";
-import { z } from "zod";
-import type { VmSettings } from "../config.ts";
 import { CalError, ExitCode, notFound, usageError, wrongState } from "../errors.ts";
 import type { Output } from "../output.ts";
-import { paths } from "../paths.ts";
-import type { EnvironmentRecord, TemplateRecord } from "../records.ts";
-import { readVm, type VmFile, withLock, writeFileAtomic, writeVm } from "../store.ts";
+import type { EnvironmentRecord } from "../records.ts";
+import { readVm, type VmFile, withLock, writeVm } from "../store.ts";
 import { load, type Loaded, withGuest } from "../workspace.ts";
-import { readYamlFile, toYaml } from "../yaml.ts";
+import { readCache, saveCache } from "./cache.ts";
 import { renderEnvFile } from "./envfile.ts";
 import { type PlanItem, resolve } from "./graph.ts";
 import {
   type GuestShell,
   type GuestState,
   installOne,
-  type Marker,
   missingParts,
   readGuestState,
   removeOne,
@@ -35,110 +30,9 @@ import {
 } from "./install.ts";
 import { quote } from "../shell.ts";
 import { effectiveInstall, effectiveVerify, type Manifest, splitDependency } from "./manifest.ts";
-import { loadRegistry, type Plugin, type Registry } from "./registry.ts";
-import { getTemplate, loadTemplates } from "./templates.ts";
-
-// ---------------------------------------------------------------------------------------------
-// Records
-
-/** "12GB" → "~12 GB". */
-export function estimate(size: string | undefined): string {
-  if (!size) return "-";
-  const m = size.match(/^(\d+(?:\.\d+)?)\s*([A-Za-z]+)$/);
-  return m ? `~${m[1]} ${m[2].toUpperCase()}` : `~${size}`;
-}
-
-/** A measured size in KB, the way `env list` shows it. */
-export function formatKb(kb: number): string {
-  if (kb >= 1024 * 1024) return `${(kb / 1024 / 1024).toFixed(1)} GB`;
-  if (kb >= 1024) return `${Math.round(kb / 1024)} MB`;
-  return `${kb} KB`;
-}
-
-function toRecord(
-  p: Plugin,
-  extra: {
-    workspace?: string;
-    status?: EnvironmentRecord["status"];
-    marker?: Marker;
-    detail?: string;
-  } = {},
-): EnvironmentRecord {
-  const m = p.manifest;
-  const marker = extra.marker;
-  return {
-    kind: "environment",
-    ...(extra.workspace ? { workspace: extra.workspace } : {}),
-    environment: m.name,
-    display_name: m.display_name,
-    status: extra.status ?? "available",
-    size: marker?.size_kb !== undefined && marker.size_kb > 0
-      ? formatKb(marker.size_kb)
-      : estimate(m.size_estimate),
-    description: m.description ?? m.display_name,
-    provides: m.provides ?? [],
-    requires: m.requires ?? [],
-    recommends: m.recommends ?? [],
-    source: p.source,
-    version: marker?.version ?? m.version,
-    ...(marker?.variant ? { variant: marker.variant } : {}),
-    ...(marker?.installed_at ? { installed_at: marker.installed_at } : {}),
-    ...(extra.detail ? { detail: extra.detail } : {}),
-  };
-}
-
-/** A record for a name no plugin defines any more (it was asked for, or installed, earlier). */
-function unknownRecord(name: string): EnvironmentRecord {
-  return {
-    kind: "environment",
-    environment: name,
-    display_name: name,
-    status: "available",
-    size: "-",
-    description: "(no plugin)",
-    provides: [],
-    requires: [],
-    recommends: [],
-    source: "community",
-    version: "?",
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The host-side cache of the guest's state
-
-const CacheFile = z.strictObject({
-  updated_at: z.string(),
-  installed: z.record(z.string(), z.looseObject({ version: z.string() })),
-  failed: z.record(z.string(), z.string()).optional(),
-});
-
-const cacheFile = (ws: string) => join(paths.vmDir(ws), "environments.yaml");
-
-async function saveCache(ws: string, state: GuestState): Promise<void> {
-  const installed: Record<string, Omit<Marker, "name">> = {};
-  for (const [name, { name: _n, ...rest }] of state.installed) installed[name] = rest;
-  await writeFileAtomic(
-    cacheFile(ws),
-    toYaml({
-      updated_at: new Date().toISOString(),
-      installed,
-      failed: Object.fromEntries(state.failed),
-    }),
-  );
-}
-
-async function readCache(ws: string): Promise<GuestState | undefined> {
-  const c = await readYamlFile(cacheFile(ws), CacheFile);
-  if (!c) return undefined;
-  return {
-    installed: new Map(
-      Object.entries(c.installed).map(([name, m]) => [name, { ...m, name } as Marker]),
-    ),
-    failed: new Map(Object.entries(c.failed ?? {})),
-    progress: new Map(),
-  };
-}
+import { environmentRecord, unknownRecord } from "./records.ts";
+import { loadRegistry, type Registry } from "./registry.ts";
+import { loadTemplates } from "./templates.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -302,7 +196,7 @@ export async function listEnvironments(
 ): Promise<EnvironmentRecord[]> {
   const registry = await loadRegistry();
   const plugins = [...registry.plugins.values()];
-  if (!ws) return plugins.map((p) => toRecord(p));
+  if (!ws) return plugins.map((p) => environmentRecord(p));
   const w = await load(ws);
   let state = await stateIfRunning(w);
   if (state) {
@@ -318,7 +212,7 @@ export async function listEnvironments(
   const s = state ?? { installed: new Map(), failed: new Map(), progress: new Map() };
   const wanted = w.vm.environments ?? [];
   return plugins.map((p) =>
-    toRecord(p, {
+    environmentRecord(p, {
       workspace: ws,
       status: statusOf(p.manifest.name, s, wanted),
       marker: s.installed.get(p.manifest.name),
@@ -336,7 +230,7 @@ export interface EnvironmentInfo {
 export async function environmentInfo(name: string): Promise<EnvironmentInfo> {
   const registry = await loadRegistry();
   const p = registry.require(name);
-  return { record: toRecord(p), manifest: p.manifest, file: p.file };
+  return { record: environmentRecord(p), manifest: p.manifest, file: p.file };
 }
 
 /** Installs environments (and what they need) into a running workspace. */
@@ -355,7 +249,7 @@ export async function installEnvironments(
       const state = await readGuestState(g);
       const { plan, installed } = await converge(g, w.vm, registry, state, targets, opts, out);
       return plan.map((p) =>
-        toRecord(registry.get(p.name)!, {
+        environmentRecord(registry.get(p.name)!, {
           workspace: ws,
           status: "installed",
           marker: state.installed.get(p.name),
@@ -409,7 +303,7 @@ export async function removeEnvironment(
           environment: name,
         });
         return plugin
-          ? toRecord(plugin, { workspace: ws, status: "available" })
+          ? environmentRecord(plugin, { workspace: ws, status: "available" })
           : { ...unknownRecord(name), workspace: ws };
       }
       if (!plugin) {
@@ -456,7 +350,7 @@ export async function removeEnvironment(
       await dropWanted();
       await saveCache(ws, state);
       out.event("environment", `${name}: removed`, { workspace: ws, environment: name });
-      return toRecord(plugin, { workspace: ws, status: "available" });
+      return environmentRecord(plugin, { workspace: ws, status: "available" });
     });
   }, waitMessage(out, ws));
 }
@@ -492,7 +386,7 @@ export async function verifyEnvironments(
         const checks = await runChecks(g, effectiveVerify(plugin.manifest, marker.variant));
         const failed = checks.filter((c) => !c.ok);
         records.push({
-          ...toRecord(plugin, {
+          ...environmentRecord(plugin, {
             workspace: ws,
             status: failed.length ? "failed" : "installed",
             marker,
@@ -507,7 +401,7 @@ export async function verifyEnvironments(
       const lacks = await missingParts(g, plugin.manifest, undefined, state.progress.get(name));
       const reason = state.failed.get(name);
       records.push({
-        ...toRecord(plugin, {
+        ...environmentRecord(plugin, {
           workspace: ws,
           status: reason ? "failed" : "missing",
           detail: [
@@ -572,7 +466,11 @@ export async function updateEnvironments(
         state.installed.set(item.name, marker);
         await saveCache(ws, state);
         records.push(
-          toRecord(registry.get(item.name)!, { workspace: ws, status: "installed", marker }),
+          environmentRecord(registry.get(item.name)!, {
+            workspace: ws,
+            status: "installed",
+            marker,
+          }),
         );
       }
       return records;
@@ -581,55 +479,7 @@ export async function updateEnvironments(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Templates, init and first start
-
-export async function listTemplates(): Promise<TemplateRecord[]> {
-  return [...(await loadTemplates()).values()].map(({ template: t, source }) => ({
-    kind: "template",
-    template: t.name,
-    description: t.description,
-    ...(t.base_image ? { base_image: t.base_image } : {}),
-    environments: t.environments ?? [],
-    ...(t.resources ? { resources: t.resources } : {}),
-    source,
-  }));
-}
-
-export interface InitPlan {
-  template?: { name: string; resources?: Partial<VmSettings> };
-  /** Every environment to install on first start, dependencies first. */
-  environments: string[];
-}
-
-/**
- * What `init --template T --env E...` asks for: the template's settings, and its environments
- * with the flags' added, checked and ordered (unknown names, missing plugins and cycles fail
- * here, before any VM is made).
- */
-export async function planInit(template: string | undefined, envs: string[]): Promise<InitPlan> {
-  const t = template ? (await getTemplate(template)).template : undefined;
-  const wanted = [...new Set([...(t?.environments ?? []), ...envs])];
-  if (!wanted.length) return { ...(t ? { template: templateSettings(t) } : {}), environments: [] };
-  const registry = await loadRegistry();
-  const plan = resolve(wanted, (n) => registry.manifest(n), {
-    selected: wanted,
-    origin: t ? `template "${t.name}"` : undefined,
-  });
-  return {
-    ...(t ? { template: templateSettings(t) } : {}),
-    environments: plan.map((p) => p.name),
-  };
-}
-
-function templateSettings(
-  t: { name: string; base_image?: string; resources?: Partial<VmSettings> },
-): { name: string; resources?: Partial<VmSettings> } {
-  const resources: Partial<VmSettings> = {
-    ...(t.resources ?? {}),
-    ...(t.base_image ? { base_image: t.base_image } : {}),
-  };
-  return { name: t.name, ...(Object.keys(resources).length ? { resources } : {}) };
-}
+// First start
 
 /**
  * Called by `start` once the guest answers (the caller holds the workspace's lock): installs the

@@ -13,7 +13,10 @@ import { z } from "zod";
 import { CalError, ExitCode, usageError } from "../errors.ts";
 import { paths } from "../paths.ts";
 import { InvalidFile, parseYaml } from "../yaml.ts";
+import type { VmSettings } from "../config.ts";
+import { resolve } from "./graph.ts";
 import { ENV_NAME } from "./manifest.ts";
+import { loadRegistry } from "./registry.ts";
 
 const positiveInt = z.number().int().positive();
 
@@ -122,4 +125,43 @@ export function templateJsonSchema(): Record<string, unknown> {
     ...z.toJSONSchema(Template, { io: "input", unrepresentable: "any" }),
     title: "cal VM template",
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// What init with a template asks for
+
+export interface InitPlan {
+  template?: { name: string; resources?: Partial<VmSettings> };
+  /** Every environment to install on first start, dependencies first. */
+  environments: string[];
+}
+
+/**
+ * What `init --template T --env E...` asks for: the template's settings, and its environments
+ * with the flags' added, checked and ordered (unknown names, missing plugins and cycles fail
+ * here, before any VM is made).
+ */
+export async function planInit(template: string | undefined, envs: string[]): Promise<InitPlan> {
+  const t = template ? (await getTemplate(template)).template : undefined;
+  const wanted = [...new Set([...(t?.environments ?? []), ...envs])];
+  if (!wanted.length) return { ...(t ? { template: templateSettings(t) } : {}), environments: [] };
+  const registry = await loadRegistry();
+  const plan = resolve(wanted, (n) => registry.manifest(n), {
+    selected: wanted,
+    origin: t ? `template "${t.name}"` : undefined,
+  });
+  return {
+    ...(t ? { template: templateSettings(t) } : {}),
+    environments: plan.map((p) => p.name),
+  };
+}
+
+function templateSettings(
+  t: { name: string; base_image?: string; resources?: Partial<VmSettings> },
+): { name: string; resources?: Partial<VmSettings> } {
+  const resources: Partial<VmSettings> = {
+    ...(t.resources ?? {}),
+    ...(t.base_image ? { base_image: t.base_image } : {}),
+  };
+  return { name: t.name, ...(Object.keys(resources).length ? { resources } : {}) };
 }
