@@ -28,7 +28,8 @@ import { load } from "../lib/workspace.ts";
 import { validateName } from "../lib/names.ts";
 import { logFiles, showLogs } from "../lib/sync/logs.ts";
 import { human, outputDir, syncLoop, syncWorkspace } from "../lib/sync/pull.ts";
-import { executeSigning, type Method, METHODS, planSigning } from "../lib/sync/sign.ts";
+import { type Method, METHODS } from "../lib/sync/profile.ts";
+import { executeSigning, planSigning } from "../lib/sync/sign.ts";
 import { type HookName, watch } from "../lib/sync/watch.ts";
 
 function wholeNumber(what: string, min = 0) {

@@ -15,18 +15,13 @@ import {
   Selector,
   shortHash,
 } from "../lib/sync/patterns.ts";
-import { parseListing, plan, type SyncManifest } from "../lib/sync/pull.ts";
+import { parseListing } from "../lib/sync/listing.ts";
+import { plan, type SyncManifest } from "../lib/sync/pull.ts";
 import { hookScript } from "../lib/sync/hooks.ts";
 import { embeddedPlist, parsePlist, type PlistDict, writePlist } from "../lib/sync/plist.ts";
-import {
-  coversBundle,
-  exportOptions,
-  identityMatches,
-  methodOf,
-  parseIdentities,
-  parseProfile,
-  readArchive,
-} from "../lib/sync/sign.ts";
+import { readArchive } from "../lib/sync/archive.ts";
+import { coversBundle, methodOf, parseProfile } from "../lib/sync/profile.ts";
+import { exportOptions, identityMatches, parseIdentities } from "../lib/sync/sign.ts";
 import { REPO } from "./helpers.ts";
 
 const FIXTURES = join(REPO, "tests", "fixtures", "sync");

@@ -20,205 +20,13 @@
 import { basename, dirname, join } from "node:path";
 import { type Config } from "../config.ts";
 import { CalError, ExitCode, notFound, usageError } from "../errors.ts";
-import { expandHome, homeDir } from "../paths.ts";
+import { expandHome } from "../paths.ts";
 import { run, toolMissing, which } from "../process.ts";
 import type { ArtifactRecord, SignPlanRecord } from "../records.ts";
 import { readVm } from "../store.ts";
-import {
-  embeddedPlist,
-  isDict,
-  parsePlist,
-  PlistError,
-  type PlistValue,
-  readPlistFile,
-  writePlist,
-} from "./plist.ts";
-
-export const METHODS = [
-  "development",
-  "ad-hoc",
-  "app-store",
-  "enterprise",
-  // Xcode 15.3+ names for the first three.
-  "debugging",
-  "release-testing",
-  "app-store-connect",
-] as const;
-export type Method = (typeof METHODS)[number];
-
-export interface Profile {
-  path: string;
-  name: string;
-  uuid: string;
-  teamId: string;
-  /** The app id without its team prefix: `com.example.app`, `com.example.*` or `*`. */
-  bundleId: string;
-  method: Method;
-  expires?: Date;
-  devices: number;
-  /** SHA-1 (upper-case hex) of each certificate the profile allows. */
-  certificates: string[];
-}
-
-const bad = (message: string, hint?: string) =>
-  new CalError(message, { code: "usage", exit: ExitCode.usage, hint });
-
-async function sha1(bytes: Uint8Array): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-1", bytes as Uint8Array<ArrayBuffer>);
-  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("").toUpperCase();
-}
-
-/** The signing method a profile implies (see the module's docs). */
-export function methodOf(p: Record<string, PlistValue>): Method {
-  if (p.ProvisionsAllDevices === true) return "enterprise";
-  if (Array.isArray(p.ProvisionedDevices)) {
-    const ent = isDict(p.Entitlements) ? p.Entitlements : {};
-    return ent["get-task-allow"] === true ? "development" : "ad-hoc";
-  }
-  return "app-store";
-}
-
-/** Parses a provisioning profile's bytes (CMS envelope or bare plist). */
-export async function parseProfile(bytes: Uint8Array, path: string): Promise<Profile> {
-  let xml = embeddedPlist(bytes);
-  if (!xml && Deno.build.os === "darwin" && which("security")) {
-    const r = await run("security", ["cms", "-D", "-i", path]);
-    if (r.code === 0) xml = r.stdout;
-  }
-  if (!xml) {
-    throw bad(
-      `${path} is not a provisioning profile (no property list inside).`,
-      "Download the profile again from the Apple Developer portal (a .mobileprovision file).",
-    );
-  }
-  let v: PlistValue;
-  try {
-    v = parsePlist(xml);
-  } catch (e) {
-    throw bad(`${path}: its property list cannot be read (${(e as Error).message}).`);
-  }
-  if (!isDict(v)) throw bad(`${path}: its property list is not a dictionary.`);
-  const ent = isDict(v.Entitlements) ? v.Entitlements : {};
-  const appId = typeof ent["application-identifier"] === "string"
-    ? ent["application-identifier"]
-    : "";
-  const team = Array.isArray(v.TeamIdentifier) && typeof v.TeamIdentifier[0] === "string"
-    ? v.TeamIdentifier[0]
-    : "";
-  const prefix = Array.isArray(v.ApplicationIdentifierPrefix) &&
-      typeof v.ApplicationIdentifierPrefix[0] === "string"
-    ? v.ApplicationIdentifierPrefix[0]
-    : team;
-  if (typeof v.UUID !== "string" || !team || !appId) {
-    throw bad(`${path}: the profile has no UUID, team or application identifier.`);
-  }
-  const bundleId = appId.startsWith(prefix + ".") ? appId.slice(prefix.length + 1) : appId;
-  const certificates: string[] = [];
-  if (Array.isArray(v.DeveloperCertificates)) {
-    for (const c of v.DeveloperCertificates) {
-      if (c instanceof Uint8Array) certificates.push(await sha1(c));
-    }
-  }
-  return {
-    path,
-    name: typeof v.Name === "string" ? v.Name : v.UUID,
-    uuid: v.UUID,
-    teamId: team,
-    bundleId,
-    method: methodOf(v),
-    ...(v.ExpirationDate instanceof Date ? { expires: v.ExpirationDate } : {}),
-    devices: Array.isArray(v.ProvisionedDevices) ? v.ProvisionedDevices.length : 0,
-    certificates,
-  };
-}
-
-/** Whether a profile's app id (`com.example.app`, `com.example.*`, `*`) covers a bundle id. */
-export function coversBundle(pattern: string, bundleId: string): boolean {
-  if (pattern === "*") return true;
-  if (pattern.endsWith(".*")) return bundleId.startsWith(pattern.slice(0, -1));
-  return pattern === bundleId;
-}
-
-export interface Archive {
-  path: string;
-  name: string;
-  /** The main app's bundle id. */
-  bundleId: string;
-  /** Bundle ids of the app's extensions (each needs a profile), where they could be read. */
-  extensions: string[];
-  /** Extensions whose Info.plist this host cannot read (binary plists without plutil). */
-  unreadable: string[];
-}
-
-/** Reads an .xcarchive: its Info.plist's ApplicationProperties and the app's extensions. */
-export async function readArchive(path: string): Promise<Archive> {
-  const st = await Deno.stat(path).catch(() => undefined);
-  if (!st) {
-    throw notFound(
-      `No archive at ${path}.`,
-      "Pass the .xcarchive the build wrote to the output folder (`cal-sync sync` pulls others).",
-    );
-  }
-  if (!st.isDirectory || !path.replace(/\/$/, "").endsWith(".xcarchive")) {
-    throw bad(
-      `${path} is not an .xcarchive folder.`,
-      "Pass the archive `xcodebuild archive` made.",
-    );
-  }
-  const info = join(path, "Info.plist");
-  let v: PlistValue;
-  try {
-    v = await readPlistFile(info);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw bad(
-        `${path} has no Info.plist: the archive is incomplete (still being written?).`,
-        "Wait for the build to finish, or archive again.",
-      );
-    }
-    if (e instanceof PlistError) throw bad(`${info} cannot be read: ${e.message}.`);
-    throw e;
-  }
-  const props = isDict(v) && isDict(v.ApplicationProperties) ? v.ApplicationProperties : undefined;
-  const bundleId = props && typeof props.CFBundleIdentifier === "string"
-    ? props.CFBundleIdentifier
-    : "";
-  const appPath = props && typeof props.ApplicationPath === "string" ? props.ApplicationPath : "";
-  if (!bundleId || !appPath) {
-    throw bad(
-      `${path} is not an app archive (its Info.plist names no application).`,
-      "Archive an app target (`xcodebuild archive -scheme App`); frameworks cannot be exported.",
-    );
-  }
-  const app = join(path, "Products", appPath);
-  if (!(await Deno.stat(app).catch(() => undefined))?.isDirectory) {
-    throw bad(`${path} lacks its app (${join("Products", appPath)}).`, "Archive again.");
-  }
-  const extensions: string[] = [];
-  const unreadable: string[] = [];
-  for (const sub of ["PlugIns", "Extensions"]) {
-    const entries: Deno.DirEntry[] = [];
-    try {
-      for await (const e of Deno.readDir(join(app, sub))) entries.push(e);
-    } catch { /* none */ }
-    for (
-      const e of entries.filter((e) => e.name.endsWith(".appex")).sort((a, b) =>
-        a.name < b.name ? -1 : 1
-      )
-    ) {
-      const file = join(app, sub, e.name, "Info.plist");
-      try {
-        const x = await readPlistFile(file);
-        if (isDict(x) && typeof x.CFBundleIdentifier === "string") {
-          extensions.push(x.CFBundleIdentifier);
-        }
-      } catch {
-        unreadable.push(join(sub, e.name));
-      }
-    }
-  }
-  return { path, name: basename(path, ".xcarchive"), bundleId, extensions, unreadable };
-}
+import { readArchive } from "./archive.ts";
+import { writePlist } from "./plist.ts";
+import { coversBundle, type Method, parseProfile, type Profile, profileDirs } from "./profile.ts";
 
 export interface Identity {
   sha1: string;
@@ -274,14 +82,6 @@ export interface SignSteps {
   warnings: string[];
 }
 
-/** Where Xcode looks for installed profiles. */
-export function profileDirs(): string[] {
-  return [
-    join(homeDir(), "Library", "Developer", "Xcode", "UserData", "Provisioning Profiles"),
-    join(homeDir(), "Library", "MobileDevice", "Provisioning Profiles"),
-  ];
-}
-
 /** The workspace's host output folder, read from its vm.yaml without touching the VM. */
 async function workspaceOutput(workspace: string, config: Config): Promise<string> {
   try {
@@ -316,7 +116,7 @@ export async function planSigning(o: SignOptions, config: Config): Promise<SignS
     }
     const profile = await parseProfile(bytes, path);
     if (profile.expires && profile.expires.getTime() < Date.now()) {
-      throw bad(
+      throw usageError(
         `The profile "${profile.name}" (${path}) expired on ${
           profile.expires.toISOString().slice(0, 10)
         }.`,
@@ -331,7 +131,7 @@ export async function planSigning(o: SignOptions, config: Config): Promise<SignS
       .sort((a, b) => b.bundleId.replace("*", "").length - a.bundleId.replace("*", "").length)[0];
   const main = pick(archive.bundleId);
   if (!main) {
-    throw bad(
+    throw usageError(
       `No profile given covers the app ${archive.bundleId} (${
         profiles.map((p) => `"${p.name}": ${p.bundleId}`).join(", ")
       }).`,
@@ -342,7 +142,7 @@ export async function planSigning(o: SignOptions, config: Config): Promise<SignS
   for (const ext of archive.extensions) {
     const p = pick(ext);
     if (!p) {
-      throw bad(
+      throw usageError(
         `No profile given covers the extension ${ext}.`,
         `Pass one more --profile, made for ${ext}.`,
       );
@@ -357,7 +157,7 @@ export async function planSigning(o: SignOptions, config: Config): Promise<SignS
   const used = profiles.filter((p) => Object.values(mapping).includes(p.uuid));
   for (const p of used) {
     if (p.teamId !== main.teamId) {
-      throw bad(`The profiles belong to different teams (${main.teamId}, ${p.teamId}).`);
+      throw usageError(`The profiles belong to different teams (${main.teamId}, ${p.teamId}).`);
     }
   }
 
@@ -377,7 +177,7 @@ export async function planSigning(o: SignOptions, config: Config): Promise<SignS
     }
     const allowed = matching.filter((i) => main.certificates.includes(i.sha1));
     if (!allowed.length) {
-      throw bad(
+      throw usageError(
         `The profile "${main.name}" does not include the certificate of ${
           matching.map((i) => `"${i.name}"`).join(", ")
         }.`,
