@@ -26,6 +26,20 @@ export interface RunResult {
   timedOut: boolean;
 }
 
+/**
+ * What a failed command said, in one line: its first error-looking line (`fatal:`, `error:`,
+ * `Error:`, `HTTP 4xx`…), else the last line of its stderr, else of its stdout, else its exit
+ * status.
+ */
+export function reason(r: RunResult): string {
+  if (r.timedOut) return "timed out";
+  const lines = (text: string) => text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const err = lines(r.stderr);
+  const out = lines(r.stdout);
+  return [...err, ...out].find((l) => /^(fatal|error|!|X |HTTP \d)/i.test(l)) ?? err.pop() ??
+    out.pop() ?? `exit status ${r.code}`;
+}
+
 export function toolMissing(cmd: string, hint?: string): CalError {
   return new CalError(`\`${cmd}\` is not installed or not on PATH.`, {
     code: "tool-missing",

@@ -9,6 +9,7 @@
 import type { Config } from "./config.ts";
 import { runAgent } from "./agents/run.ts";
 import { CalError } from "./errors.ts";
+import { reason } from "./process.ts";
 import { clone, commit } from "./github/repos.ts";
 import { init, start } from "./lifecycle.ts";
 import type { Output } from "./output.ts";
@@ -69,9 +70,7 @@ export async function quick(
     });
     if (r.code !== 0) {
       throw new CalError(
-        `The command failed in "${name}" (exit ${r.code}): ${
-          r.stderr.trim().split("\n").pop() ?? ""
-        }`,
+        `The command failed in "${name}" (exit ${r.code}): ${reason(r)}`,
         {
           hint: "Nothing was committed; inspect the workspace with `cal-vm ssh " + name + "`.",
           workspace: name,

@@ -11,12 +11,8 @@ import { join } from "node:path";
 import { CalError } from "../lib/errors.ts";
 import { renderEnvFile, renderValue } from "../lib/environments/envfile.ts";
 import { dependenciesOf, resolve } from "../lib/environments/graph.ts";
-import {
-  type GuestShell,
-  installOne,
-  optionValues,
-  readGuestState,
-} from "../lib/environments/install.ts";
+import { installOne, optionValues } from "../lib/environments/install.ts";
+import { type GuestShell, readGuestState } from "../lib/environments/state.ts";
 import { Manifest, parseManifest } from "../lib/environments/manifest.ts";
 import { CORE_DIR, loadDir, loadRegistry } from "../lib/environments/registry.ts";
 import { CORE_TEMPLATES, loadTemplates } from "../lib/environments/templates.ts";

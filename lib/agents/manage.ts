@@ -2,6 +2,7 @@
 
 import type { Config } from "../config.ts";
 import { CalError, ExitCode, usageError, wrongState } from "../errors.ts";
+import { reason } from "../process.ts";
 import type { Guest } from "../guest/ssh.ts";
 import type { Output } from "../output.ts";
 import type { AgentRecord } from "../records.ts";
@@ -179,9 +180,7 @@ export async function updateAgent(
   const r = await runScript(guest, script, out, name);
   if (r.code !== 0) {
     throw new CalError(
-      `Updating ${plugin.displayName} failed: ${
-        (r.stderr.trim() || r.stdout.trim()).split("\n").pop()
-      }`,
+      `Updating ${plugin.displayName} failed: ${reason(r)}`,
       {
         hint: "The installed version is unchanged.",
         workspace: name,

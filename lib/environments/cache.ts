@@ -8,7 +8,7 @@ import { z } from "zod";
 import { paths } from "../paths.ts";
 import { writeFileAtomic } from "../store.ts";
 import { readYamlFile, toYaml } from "../yaml.ts";
-import type { GuestState, Marker } from "./install.ts";
+import type { GuestState, Marker } from "./state.ts";
 
 const CacheFile = z.strictObject({
   updated_at: z.string(),

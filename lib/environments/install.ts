@@ -14,103 +14,19 @@
  */
 
 import { CalError, ExitCode } from "../errors.ts";
-import type { ExecOptions } from "../guest/ssh.ts";
 import type { Output } from "../output.ts";
-import type { RunResult } from "../process.ts";
+import { reason } from "../process.ts";
 import { quote, quoteArgs } from "../shell.ts";
 import { ENV_DIR, ENV_FILE } from "./envfile.ts";
+import { effectiveInstall, effectiveVerify, type Manifest, type Verify } from "./manifest.ts";
 import {
-  effectiveInstall,
-  effectiveVerify,
-  ENV_NAME,
-  type Manifest,
-  type Verify,
-} from "./manifest.ts";
-
-/** What this module needs of a guest (a `Guest`, or a stand-in in tests). */
-export interface GuestShell {
-  readonly workspace: string;
-  sh(command: string, opts?: ExecOptions): Promise<RunResult>;
-}
-
-export interface Marker {
-  name: string;
-  version: string;
-  variant?: string;
-  options?: Record<string, string>;
-  installed_at: string;
-  /** Disk space the install took, measured in the guest (KB). */
-  size_kb?: number;
-}
-
-export interface GuestState {
-  installed: Map<string, Marker>;
-  /** Why an environment's last install stopped. */
-  failed: Map<string, string>;
-  /** post_install lines done so far by an unfinished install (their digests). */
-  progress: Map<string, Set<string>>;
-}
-
-const HOME_DIR = `"$HOME"/${ENV_DIR}`;
-const file = (name: string, ext: string) => `${HOME_DIR}/${quote(name + ext)}`;
-
-/** Reads the markers in `~/.cal-env/` with one guest command. */
-export async function readGuestState(g: GuestShell): Promise<GuestState> {
-  // By /bin/sh: the login shell may be zsh, where an unmatched glob is an error.
-  const script = `cd ${HOME_DIR} 2>/dev/null || exit 0; ` +
-    `for f in *.installed *.failed *.progress; do [ -f "$f" ] || continue; ` +
-    `printf '\\n==> %s\\n' "$f"; cat "$f"; done`;
-  const r = await g.sh(quoteArgs(["/bin/sh", "-c", script]), { timeoutMs: 60_000 });
-  if (r.code !== 0) {
-    throw new CalError(`Could not read the environments of "${g.workspace}": ${tail(r)}`, {
-      workspace: g.workspace,
-    });
-  }
-  return parseGuestState(r.stdout);
-}
-
-export function parseGuestState(text: string): GuestState {
-  const state: GuestState = { installed: new Map(), failed: new Map(), progress: new Map() };
-  const sections = text.split(/^==> /m).slice(1);
-  for (const s of sections) {
-    const nl = s.indexOf("\n");
-    const fileName = (nl < 0 ? s : s.slice(0, nl)).trim();
-    const body = nl < 0 ? "" : s.slice(nl + 1).trim();
-    const m = fileName.match(/^(.+)\.(installed|failed|progress)$/);
-    if (!m || !ENV_NAME.test(m[1])) continue;
-    const [, name, kind] = m;
-    if (kind === "installed") {
-      let marker: Marker;
-      try {
-        marker = { ...JSON.parse(body), name };
-      } catch {
-        marker = { name, version: "?", installed_at: "" };
-      }
-      state.installed.set(name, marker);
-    } else if (kind === "failed") state.failed.set(name, body || "an earlier install stopped");
-    else state.progress.set(name, new Set(body.split("\n").map((l) => l.trim()).filter(Boolean)));
-  }
-  return state;
-}
-
-/** Writes a file under the guest's home atomically (a temp file, then a rename). */
-export async function writeGuestFile(g: GuestShell, rel: string, content: string): Promise<void> {
-  const target = `"$HOME"/${quote(rel)}`;
-  const tmp = `"$HOME"/${quote(`${rel}.tmp`)}`;
-  const r = await g.sh(
-    `umask 022; mkdir -p ${HOME_DIR} && cat > ${tmp} && mv -f ${tmp} ${target}`,
-    { stdin: content, timeoutMs: 60_000 },
-  );
-  if (r.code !== 0) {
-    throw new CalError(`Could not write ~/${rel} in "${g.workspace}": ${tail(r)}`, {
-      workspace: g.workspace,
-    });
-  }
-}
-
-export function writeEnvFile(g: GuestShell, text: string): Promise<void> {
-  return writeGuestFile(g, ENV_FILE, text);
-}
+  ENV_HOME,
+  type GuestShell,
+  type Marker,
+  markerFile as file,
+  writeEnvFile,
+  writeGuestFile,
+} from "./state.ts";
 
 export interface InstallItem {
   name: string;
@@ -209,13 +125,6 @@ export class StepFailed extends CalError {
   }
 }
 
-/** The last meaningful line of a command's output, as a reason. */
-export function tail(r: RunResult): string {
-  if (r.timedOut) return "timed out";
-  const lines = (r.stdout + "\n" + r.stderr).split("\n").map((l) => l.trim()).filter(Boolean);
-  return lines.pop() ?? `exit status ${r.code}`;
-}
-
 /**
  * Installs (or updates) one environment in the guest. The marker is written last, so a failure
  * anywhere leaves the environment not installed, and a second run picks up where this stopped.
@@ -236,12 +145,12 @@ export async function installOne(
   const stream = (line: string) => {
     if (line.trim()) out.event("output", line, extra);
   };
-  const fail = async (step: string, reason: string): Promise<never> => {
+  const fail = async (step: string, why: string): Promise<never> => {
     await g.sh(
-      `mkdir -p ${HOME_DIR} && printf '%s\\n' ${quote(`${step}: ${reason}`)} > ` +
+      `mkdir -p ${ENV_HOME} && printf '%s\\n' ${quote(`${step}: ${why}`)} > ` +
         file(name, ".failed"),
     ).catch(() => undefined);
-    throw new StepFailed(name, step, reason, ws, ctx.mode);
+    throw new StepFailed(name, step, why, ws, ctx.mode);
   };
 
   // Preflight: the failed marker goes (this is a new attempt); the disk is measured.
@@ -293,7 +202,7 @@ export async function installOne(
     const argv = ["brew", verb, ...kind, p];
     event(verb, `${name}: brew ${verb}${cask ? " --cask" : ""} ${p}`);
     const r = await g.sh(quoteArgs([...brewEnv, ...argv]) + " 2>&1", { onLine: stream });
-    if (r.code !== 0) await fail(argv.join(" "), tail(r));
+    if (r.code !== 0) await fail(argv.join(" "), reason(r));
   }
 
   event("env", `${name}: writing ~/${ENV_FILE}`);
@@ -315,7 +224,7 @@ export async function installOne(
         `{ ${record(h)} >> ${file(name, ".progress")}; }`,
       { onLine: stream, ...(steps.secrets.length ? { stdin: secrets } : {}) },
     );
-    if (r.code !== 0) await fail(line, tail(r));
+    if (r.code !== 0) await fail(line, reason(r));
     progress.add(h);
   }
 
@@ -429,14 +338,14 @@ export async function removeOne(
     const r = await g.sh(`cd "$HOME" && ${quoteArgs(["/bin/sh", "-c", line])} 2>&1`);
     if (r.code !== 0) {
       if (!opts.force) {
-        throw new CalError(`Removing ${name} stopped at \`${line}\`: ${tail(r)}`, {
+        throw new CalError(`Removing ${name} stopped at \`${line}\`: ${reason(r)}`, {
           workspace: g.workspace,
           hint: `${name} is still marked installed. Fix the cause and retry, or pass --force to ` +
             "carry on past failing steps.",
         });
       }
       opts.out.warn(
-        `${name}: \`${line}\` failed (${tail(r)}); carrying on (--force).`,
+        `${name}: \`${line}\` failed (${reason(r)}); carrying on (--force).`,
         g.workspace,
       );
     }
@@ -451,7 +360,7 @@ export async function removeOne(
     const r = await g.sh(quoteArgs(["env", "HOMEBREW_NO_AUTO_UPDATE=1", ...argv]) + " 2>&1");
     if (r.code !== 0) {
       opts.out.warn(
-        `${name}: \`${argv.join(" ")}\` failed (${tail(r)}); left in place.`,
+        `${name}: \`${argv.join(" ")}\` failed (${reason(r)}); left in place.`,
         g.workspace,
       );
     }
@@ -460,7 +369,9 @@ export async function removeOne(
     `rm -f ${file(name, ".installed")} ${file(name, ".progress")} ${file(name, ".failed")}`,
   );
   if (r.code !== 0) {
-    throw new CalError(`Could not remove ${name}'s marker: ${tail(r)}`, { workspace: g.workspace });
+    throw new CalError(`Could not remove ${name}'s marker: ${reason(r)}`, {
+      workspace: g.workspace,
+    });
   }
 }
 
@@ -481,11 +392,11 @@ export async function runPostInit(
       onLine: (l) => l.trim() && out.event("output", l, { workspace: g.workspace }),
     });
     if (r.code !== 0) {
-      throw new CalError(`The template's post_init step \`${line}\` failed: ${tail(r)}`, {
+      throw new CalError(`The template's post_init step \`${line}\` failed: ${reason(r)}`, {
         workspace: g.workspace,
         hint: `Fix it in the template "${template.name}"; it runs again at the next start.`,
       });
     }
   }
-  await g.sh(`mkdir -p ${HOME_DIR} && date -u > ${marker}`);
+  await g.sh(`mkdir -p ${ENV_HOME} && date -u > ${marker}`);
 }

@@ -17,18 +17,15 @@ import { readCache, saveCache } from "./cache.ts";
 import { renderEnvFile } from "./envfile.ts";
 import { type PlanItem, resolve } from "./graph.ts";
 import {
-  type GuestShell,
-  type GuestState,
   installOne,
   missingParts,
-  readGuestState,
   removeOne,
   runChecks,
   runPostInit,
   StepFailed,
-  writeEnvFile,
 } from "./install.ts";
 import { quote } from "../shell.ts";
+import { type GuestShell, type GuestState, readGuestState, writeEnvFile } from "./state.ts";
 import { effectiveInstall, effectiveVerify, type Manifest, splitDependency } from "./manifest.ts";
 import { environmentRecord, unknownRecord } from "./records.ts";
 import { loadRegistry, type Registry } from "./registry.ts";

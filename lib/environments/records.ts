@@ -1,7 +1,7 @@
 /** The records `cal-env` prints: environments (known or not) and templates. */
 
 import type { EnvironmentRecord, TemplateRecord } from "../records.ts";
-import type { Marker } from "./install.ts";
+import type { Marker } from "./state.ts";
 import type { Plugin } from "./registry.ts";
 import { loadTemplates } from "./templates.ts";
 

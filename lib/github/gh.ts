@@ -9,7 +9,7 @@
 
 import { CalError, ExitCode, notFound, wrongState } from "../errors.ts";
 import type { Guest } from "../guest/ssh.ts";
-import type { RunResult } from "../process.ts";
+import { reason, type RunResult } from "../process.ts";
 
 export interface GhOptions {
   /** GitHub host (github.com, a GHES host, github.localhost); undefined leaves gh's default. */
@@ -44,17 +44,10 @@ export function git(
 const NETWORK =
   /Could not resolve host|could not resolve|no such host|Connection refused|connection refused|Failed to connect|Network is unreachable|timed out|dial tcp|connection reset|error connecting to/i;
 
-/** The last meaningful line of a command's output. */
-export function said(r: RunResult): string {
-  const lines = (r.stderr + "\n" + r.stdout).split("\n").map((l) => l.trim()).filter(Boolean);
-  return lines.find((l) => /^(fatal|error|!|X |HTTP \d)/i.test(l)) ?? lines.pop() ??
-    `exit ${r.code}`;
-}
-
 /** Maps a failed gh/git call onto cal's errors. `what` says what cal was doing. */
 export function ghError(what: string, r: RunResult, workspace: string): CalError {
   const text = r.stderr + "\n" + r.stdout;
-  const line = said(r);
+  const line = reason(r);
   if (/missing required scope/i.test(text)) {
     const scopes = /missing required scopes?\s*(.*)/i.exec(text)?.[1]?.trim() ?? "";
     return new CalError(

@@ -14,7 +14,8 @@ import { connect, load, type Loaded } from "../workspace.ts";
 import { VERSION } from "../version.ts";
 import { hostOf } from "./auth.ts";
 import { repoState } from "./status.ts";
-import { gh, ghError, git, said } from "./gh.ts";
+import { reason } from "../process.ts";
+import { gh, ghError, git } from "./gh.ts";
 
 const SLUG = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 /** git's own rules for branch names, checked before git sees them. */
@@ -393,7 +394,7 @@ async function prIn(
     throw ghError("gh pr create", r, name);
   }
   if (!url) {
-    throw new CalError(`gh pr create did not print a pull request URL: ${said(r)}`, {
+    throw new CalError(`gh pr create did not print a pull request URL: ${reason(r)}`, {
       workspace: name,
     });
   }

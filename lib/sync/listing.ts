@@ -5,6 +5,7 @@
  */
 
 import { CalError } from "../errors.ts";
+import { reason } from "../process.ts";
 import type { Guest } from "../guest/ssh.ts";
 import { quoteArgs } from "../shell.ts";
 import { BUNDLE_EXTENSIONS } from "./patterns.ts";
@@ -132,9 +133,8 @@ export async function listGuest(guest: Guest): Promise<Listing> {
   ]);
   const r = await guest.sh(cmd, { timeoutMs: 300_000 });
   if (r.code !== 0) {
-    const said = r.stderr.trim().split("\n").pop() ?? "";
     throw new CalError(
-      `Could not list the build outputs in "${guest.workspace}": ${said || `exit ${r.code}`}.`,
+      `Could not list the build outputs in "${guest.workspace}": ${reason(r)}.`,
       {
         workspace: guest.workspace,
         hint: /perl: (command )?not found|No such file/.test(r.stderr)

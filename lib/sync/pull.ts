@@ -125,7 +125,7 @@ export async function workspacePatterns(
   const envs: { name: string; artifacts?: { patterns: string[]; exclude?: string[] } }[] = [];
   try {
     const { loadRegistry } = await import("../environments/registry.ts");
-    const { readGuestState } = await import("../environments/install.ts");
+    const { readGuestState } = await import("../environments/state.ts");
     const registry = await loadRegistry();
     let names: string[];
     try {
