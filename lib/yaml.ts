@@ -51,12 +51,17 @@ function positionOf(
   path: Path,
   issue: z.core.$ZodIssue,
 ): { line: number; col: number } {
-  // An unknown key is reported on the key itself, so extend the path by it.
-  if (issue.code === "unrecognized_keys" && issue.keys.length) {
-    const parent = path.length ? doc.getIn(path, true) : doc.contents;
+  // An unknown or malformed key is reported on the key itself.
+  const key = issue.code === "unrecognized_keys"
+    ? { parent: path, name: issue.keys[0] }
+    : issue.code === "invalid_key" && path.length
+    ? { parent: path.slice(0, -1), name: String(path[path.length - 1]) }
+    : undefined;
+  if (key?.name !== undefined) {
+    const parent = key.parent.length ? doc.getIn(key.parent, true) : doc.contents;
     if (isMap(parent)) {
       const pair = parent.items.find((p) =>
-        isNode(p.key) ? String((p.key as { value?: unknown }).value) === issue.keys[0] : false
+        isNode(p.key) ? String((p.key as { value?: unknown }).value) === key.name : false
       );
       if (pair && isNode(pair.key) && pair.key.range) return lc.linePos(pair.key.range[0]);
     }
@@ -77,6 +82,13 @@ function describeIssue(issue: z.core.$ZodIssue, schema: z.ZodType, path: Path): 
     const allowed = allowedKeys(schema, path);
     return `unknown key ${issue.keys.map((k) => `"${k}"`).join(", ")}` +
       (allowed?.length ? ` (allowed: ${allowed.join(", ")})` : "");
+  }
+  if (issue.code === "invalid_key") {
+    // zod says "Invalid key in record"; the key's own rule says what a key must look like.
+    const rule = issue.issues[0]?.message;
+    const key = `"${String(path[path.length - 1])}"`;
+    return rule && /^an? /.test(rule) ? `${key} is not ${rule}` : `${key} is not a valid key` +
+      (rule ? ` (${rule})` : "");
   }
   return issue.message;
 }

@@ -224,6 +224,15 @@ describe("broken manifests", () => {
     assert.ok(e.message.startsWith(`${file}:6:16: install.env.JAVA_HOME: `), e.message);
   });
 
+  it("an env variable name a shell cannot take: at the key, with the rule", async () => {
+    const { e, file } = await load("env-key");
+    assert.equal(
+      e.message,
+      `${file}:7:5: install.env.bad-name: "bad-name" is not an environment variable name like ` +
+        "`JAVA_HOME`",
+    );
+  });
+
   it("a manifest whose name is not its folder's", async () => {
     const dir = await tempDir();
     try {
