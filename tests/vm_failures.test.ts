@@ -1,6 +1,7 @@
 /**
  * cal-vm when things go wrong: a VM that never gets an IP, SSH refusing the key, the image's
- * password refused, the two-VM limit, and a cal killed halfway through init.
+ * password refused, the two-VM limit, a base image the registry does not have, and a cal killed
+ * halfway through init.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -88,6 +89,24 @@ describe("start failures", { skip: REAL_TART && "needs the fake tart's failure k
     assert.ok(!calls.some((argv) => argv[0] === "run"), JSON.stringify(calls));
     await rig.vm(["stop", a, "--force"]);
     await rig.vm(["stop", b, "--force"]);
+  });
+});
+
+// Runs against real Tart as well: ghcr.io answers 401, 403 or 404 for an image that is not there.
+describe("a base image the registry does not have", () => {
+  let rig: Rig;
+  before(async () => (rig = await Rig.create()));
+  after(async () => await rig.close());
+
+  it("init says so (exit 3), names what to check, and leaves nothing behind", async () => {
+    const n = rig.name("no-image");
+    const image = "ghcr.io/cal-tests/no-such-image:latest";
+    const r = await rig.vm(["init", n, "--image", image]);
+    assert.equal(r.code, 3, show(r));
+    assert.match(r.stderr, /The registry has no image ghcr\.io\/cal-tests\/no-such-image:latest/);
+    assert.match(r.stderr, /Check the image name .*`tart login HOST`/s);
+    assert.equal((await rig.vm(["status", n])).code, 3, "no workspace is left");
+    assert.ok(!(await rig.machineNames()).some((m) => m.includes(n)), "no VM is left");
   });
 });
 

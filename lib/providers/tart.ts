@@ -214,6 +214,17 @@ export function tartError(args: string[], r: RunResult): CalError {
       },
     );
   }
+  const pulling = args[0] === "clone" || args[0] === "pull";
+  const status = said.match(/^UnexpectedHTTPStatusCode\(when: "pulling manifest", code: (\d+)/)
+    ?.[1];
+  if (pulling && (/^AuthFailed\(/.test(said) || ["401", "403", "404"].includes(status ?? ""))) {
+    // RegistryError, as Tart prints it: the image does not exist, or needs a login.
+    return notFound(
+      `The registry has no image ${args[1]} that cal may pull (Tart says: ${said.slice(0, 160)}).`,
+      "Check the image name (the default is ghcr.io/cirruslabs/macos-sequoia-base:latest); " +
+        "for a private registry, run `tart login HOST` first.",
+    );
+  }
   if (r.code === 64) {
     return new CalError(`\`${cmd}\` rejected cal's arguments: ${said}.`, {
       code: "provider-failed",

@@ -184,8 +184,15 @@ async function pull(name: string, quiet = false): Promise<string> {
     return Deno.realPathSync(tagLink);
   } catch { /* not cached */ }
   if (!r.repo.startsWith("ghcr.io/cirruslabs/")) {
+    // The fake registry has only ghcr.io/cirruslabs images. Tart's RegistryError is not a
+    // RuntimeError, so ArgumentParser prints it (path B): `Error: ` + String(describing:), with
+    // the registry's response body as `details`.
+    if (!quiet) out(`pulling ${name}...\npulling manifest...\n`);
+    const body = '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}';
     throw new TartError(
-      `Error: failed to pull ${name}: manifest unknown (the fake registry only has ghcr.io/cirruslabs images)`,
+      `Error: UnexpectedHTTPStatusCode(when: "pulling manifest", code: 404, details: ${
+        JSON.stringify(body)
+      })`,
       1,
     );
   }
