@@ -1,7 +1,7 @@
 /**
  * The sandbox provider without root: cal run by an unprivileged user (nobody) isolates a
  * workspace with an unprivileged user namespace, maps the caller to the guest's admin, and
- * serves the same verbs (start, ssh, snapshot, restore, destroy).
+ * serves the same verbs (start, ssh, snapshot, restore, destroy), offline (`--network none`) too.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -94,6 +94,37 @@ describe("the sandbox provider without root", {
     assert.match(inside.stdout, /cannot access '\/work'/);
     const port = JSON.parse(start.stdout.trim().split("\n").pop()!);
     assert.equal(port.provider, "sandbox");
+  });
+
+  it("--network none works without root: sshd is reached inside the user's namespaces", async () => {
+    // A TCP server on the host's loopback: the offline guest must not reach it.
+    const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (server.addr as Deno.NetAddr).port;
+    (async () => {
+      for await (const c of server) c.close();
+    })();
+    try {
+      const init = await cal("vm", "init", "offline", "--provider", "sandbox", "--network", "none");
+      assert.equal(init.code, 0, init.stderr);
+      const start = await cal("vm", "start", "offline");
+      assert.equal(start.code, 0, start.stderr);
+      const probe = `exec 3<>/dev/tcp/127.0.0.1/${port} && echo CONNECTED`;
+      const r = await cal(
+        "vm",
+        "exec",
+        "offline",
+        "--",
+        "bash",
+        "-c",
+        `id -un; ${probe} 2>&1; true`,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^admin$/m, "the command ran in the guest");
+      assert.doesNotMatch(r.stdout, /CONNECTED/);
+    } finally {
+      server.close();
+      await cal("vm", "destroy", "offline", "--yes", "--force");
+    }
   });
 
   it("snapshots and restores without root", async () => {

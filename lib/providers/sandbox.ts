@@ -317,22 +317,7 @@ export class SandboxProvider implements Provider {
       // No route into an empty network namespace: reach sshd from inside it.
       const child = await sandboxChild(pid);
       if (!child) return undefined;
-      const userns = Deno.uid() === 0 ? [] : ["-U", "--preserve-credentials"];
-      return {
-        host: "127.0.0.1",
-        port: spec.listen.port,
-        proxyCommand: [
-          "nsenter",
-          "-t",
-          String(child),
-          "-n",
-          ...userns,
-          "--",
-          "bash",
-          "-c",
-          `exec 3<>/dev/tcp/127.0.0.1/${spec.listen.port}; cat <&3 & exec cat >&3`,
-        ],
-      };
+      return { host: "127.0.0.1", port: spec.listen.port, proxyCommand: relay(child, spec) };
     }
     if (!(await listening(spec.listen.host, spec.listen.port))) return undefined;
     return { host: spec.listen.host, port: spec.listen.port };
@@ -364,6 +349,34 @@ async function sandboxChild(pid: number): Promise<number | undefined> {
   if (!first) return undefined;
   const inner = await run("pgrep", ["-P", String(first)]);
   return Number(inner.stdout.trim().split("\n")[0]) || first;
+}
+
+/**
+ * The ProxyCommand that carries SSH into an offline sandbox's network namespace, to its sshd.
+ *
+ * As root, `nsenter -n`. Without root the namespace belongs to a user namespace no process is
+ * in: bwrap maps the caller to 0 to mount /dev, then moves into a nested one mapping it to the
+ * guest's uid, so `nsenter -U` lands in the nested one and may not enter the network. Perl (in
+ * every Debian, and single-threaded, as setns into a user namespace needs) joins the parent
+ * user namespace (NS_GET_PARENT) and then the network, and hands over to the same relay.
+ */
+function relay(child: number, spec: GuestSpec): string[] {
+  const port = spec.listen.port;
+  const bash = [
+    "bash",
+    "-c",
+    `exec 3<>/dev/tcp/127.0.0.1/${port} || exit 1; cat <&3 & exec cat >&3`,
+  ];
+  if (Deno.uid() === 0) return ["nsenter", "-t", String(child), "-n", "--", ...bash];
+  const setns = Deno.build.arch === "aarch64" ? 268 : 308;
+  const script = "my ($pid, $setns) = splice(@ARGV, 0, 2); " +
+    'open(my $u, "<", "/proc/$pid/ns/user") or die "cal: user namespace of $pid: $!\\n"; ' +
+    'open(my $n, "<", "/proc/$pid/ns/net") or die "cal: network namespace of $pid: $!\\n"; ' +
+    'my $parent = ioctl($u, 0xb702, 0) or die "cal: NS_GET_PARENT: $!\\n"; ' +
+    'syscall($setns, $parent + 0, 0x10000000) == 0 or die "cal: joining the user namespace: $!\\n"; ' +
+    'syscall($setns, fileno($n), 0x40000000) == 0 or die "cal: joining the network: $!\\n"; ' +
+    'exec { $ARGV[0] } @ARGV or die "cal: $ARGV[0]: $!\\n";';
+  return ["perl", "-e", script, String(child), String(setns), ...bash];
 }
 
 /** Per machine and per cal home, so two users' (or two tests') workspaces never share an address. */
