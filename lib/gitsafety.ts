@@ -9,8 +9,10 @@ import { CalError, ExitCode } from "./errors.ts";
 import type { Guest } from "./guest/ssh.ts";
 import type { Output } from "./output.ts";
 import { canPrompt, confirm } from "./prompt.ts";
+import { reason } from "./process.ts";
 import type { UnsavedWork } from "./records.ts";
 import { quoteArgs } from "./shell.ts";
+import { connect, type Loaded } from "./workspace.ts";
 
 /** POSIX sh (the login shell may be zsh, whose unmatched globs are errors). */
 const SCAN = `
@@ -26,6 +28,12 @@ done`;
 /** Repositories in the guest holding work that is nowhere else. */
 export async function findUnsavedWork(guest: Guest): Promise<UnsavedWork[]> {
   const r = await guest.sh(quoteArgs(["sh", "-c", SCAN]), { timeoutMs: 60_000 });
+  if (r.code !== 0) {
+    // Never "nothing unsaved" from a look that did not happen.
+    throw new CalError(`Looking for unsaved work in "${guest.workspace}" failed: ${reason(r)}`, {
+      workspace: guest.workspace,
+    });
+  }
   const found: UnsavedWork[] = [];
   for (const line of r.stdout.split("\n")) {
     const [repo, changes, unpushed] = line.split("\t");
@@ -46,34 +54,74 @@ export function describeUnsaved(found: UnsavedWork[]): string {
 }
 
 /**
- * Refuses to go on while the guest holds unsaved work, unless `force` or a person says yes.
- * `guest` is undefined when the workspace is not running (its disk cannot be read then).
+ * What a look for unsaved work found: the work (possibly none), or why nobody could look
+ * (`unchecked`), which has been said as a warning.
+ */
+export interface UnsavedCheck {
+  found: UnsavedWork[];
+  unchecked?: "not running" | "unreachable";
+}
+
+/**
+ * Looks for unsaved work in a workspace. A stopped workspace's disk cannot be read; a running
+ * one whose SSH fails (the damage a rollback is for may be just that) cannot be looked into:
+ * either way a warning says so, and the caller decides.
+ */
+export async function checkUnsavedWork(
+  w: Loaded,
+  running: boolean,
+  out: Output,
+): Promise<UnsavedCheck> {
+  const name = w.vm.name;
+  if (!running) {
+    out.warn(
+      `"${name}" is not running, so its repositories were not checked for unsaved work.`,
+      name,
+    );
+    return { found: [], unchecked: "not running" };
+  }
+  try {
+    const found = await findUnsavedWork(await connect(w));
+    if (found.length) {
+      out.warn(
+        `"${name}" has work that exists only in the workspace:\n${describeUnsaved(found)}`,
+        name,
+      );
+    }
+    return { found };
+  } catch (e) {
+    if (!(e instanceof CalError)) throw e;
+    out.warn(`"${name}" could not be checked for unsaved work: ${e.message}`, name);
+    return { found: [], unchecked: "unreachable" };
+  }
+}
+
+/**
+ * Refuses to go on while the guest holds unsaved work, or may (it is running but cannot be
+ * reached), unless `force` or a person says yes. A stopped workspace goes on with a warning.
  */
 export async function requireNoUnsavedWork(
-  workspace: string,
-  guest: Guest | undefined,
+  w: Loaded,
+  running: boolean,
   action: string,
   opts: { force?: boolean },
   out: Output,
 ): Promise<void> {
-  if (!guest) {
-    out.warn(
-      `"${workspace}" is not running, so its repositories were not checked for unsaved work.`,
-      workspace,
-    );
-    return;
-  }
-  const found = await findUnsavedWork(guest);
-  if (!found.length) return;
-  const list = describeUnsaved(found);
-  out.warn(`"${workspace}" has work that exists only in the workspace:\n${list}`, workspace);
-  if (opts.force) return;
-  if (canPrompt() && await confirm(`${action} anyway and lose it?`)) return;
-  throw new CalError(`${action} would lose unsaved work in "${workspace}":\n${list}`, {
+  const name = w.vm.name;
+  const { found, unchecked } = await checkUnsavedWork(w, running, out);
+  if (opts.force || unchecked === "not running" || (!found.length && !unchecked)) return;
+  const lose = unchecked ? "lose any unsaved work" : "lose it";
+  if (canPrompt() && await confirm(`${action} anyway and ${lose}?`)) return;
+  const what = unchecked
+    ? `${action} might lose unsaved work in "${name}": it is running but cannot be reached, ` +
+      "so its repositories were not checked."
+    : `${action} would lose unsaved work in "${name}":\n${describeUnsaved(found)}`;
+  throw new CalError(what, {
     code: "wrong-state",
     exit: ExitCode.wrongState,
-    hint: "Commit and push it first (`cal-vm ssh " + workspace + "`), or pass --force to " +
-      "discard it.",
-    workspace,
+    hint: unchecked
+      ? "Pass --force to go on without the check."
+      : "Commit and push it first (`cal-vm ssh " + name + "`), or pass --force to discard it.",
+    workspace: name,
   });
 }

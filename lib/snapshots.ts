@@ -17,7 +17,7 @@ import type { Output } from "./output.ts";
 import type { MachineInfo } from "./provider.ts";
 import type { DiskUsageRecord, SnapshotRecord } from "./records.ts";
 import { listNames, type SnapshotEntry, withLock, writeVm } from "./store.ts";
-import { connect, load, type Loaded, machineName } from "./workspace.ts";
+import { load, type Loaded, machineName } from "./workspace.ts";
 
 export function snapshotMachine(workspace: string, snapshot: string): string {
   return `${machineName(workspace)}--${snapshot}`;
@@ -223,8 +223,7 @@ async function restoreLocked(
   }
   const info = await w.provider.get(w.machine);
   const wasRunning = info?.state === "running";
-  const guest = wasRunning ? await connect(w) : undefined;
-  await requireNoUnsavedWork(name, guest, `Restoring "${snapshot}"`, opts, out);
+  await requireNoUnsavedWork(w, wasRunning, `Restoring "${snapshot}"`, opts, out);
   if (wasRunning) await stopMachine(w, true, out);
 
   const temp = restoringMachine(name);

@@ -13,8 +13,8 @@ import type { Provider } from "./provider.ts";
 import { getProvider } from "./providers/registry.ts";
 import type { WorkspaceRecord } from "./records.ts";
 import { exists, listNames, removeVmDir, withLock } from "./store.ts";
-import { connect, load, type Loaded, machineName, toRecord } from "./workspace.ts";
-import { describeUnsaved, findUnsavedWork } from "./gitsafety.ts";
+import { load, type Loaded, machineName, toRecord } from "./workspace.ts";
+import { checkUnsavedWork } from "./gitsafety.ts";
 
 export interface DestroyOptions {
   yes?: boolean;
@@ -57,19 +57,9 @@ export async function destroy(
     }
     const snapshots = await machinesOf(w);
     let what = snapshots.length ? ` and its ${snapshots.length} snapshot(s)` : "";
-    if (info?.state === "running") {
-      // Work that exists only in the guest is shown before anything is lost.
-      const unsaved = await findUnsavedWork(await connect(w));
-      if (unsaved.length) {
-        out.warn(`"${name}" has work that exists only there:\n${describeUnsaved(unsaved)}`, name);
-        what += ", with the unsaved work listed above,";
-      }
-    } else {
-      out.warn(
-        `"${name}" is not running, so its repositories were not checked for unsaved work.`,
-        name,
-      );
-    }
+    // Work that exists only in the guest is shown before anything is lost.
+    const unsaved = await checkUnsavedWork(w, info?.state === "running", out);
+    if (unsaved.found.length) what += ", with the unsaved work listed above,";
     if (
       !(await confirm(`Destroy workspace "${name}"${what}? Everything inside it is lost.`, opts))
     ) {

@@ -114,6 +114,18 @@ export class Rig {
     return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
   }
 
+  /**
+   * Breaks SSH into a running workspace the way an agent could: sshd's StrictModes ignores a
+   * world-writable authorized_keys. The shared connection is closed, so the next login fails.
+   */
+  async breakSsh(ws: string): Promise<void> {
+    const r = await this.vm(["ssh", ws, "chmod 666 ~/.ssh/authorized_keys"]);
+    if (r.code !== 0) throw new Error(`breakSsh: ${r.stderr}`);
+    const cfg = join(this.env.CAL_HOME, "isolation", "vms", ws, "ssh", "config");
+    await new Deno.Command("ssh", { args: ["-F", cfg, "-O", "exit", `cal-${ws}`], stderr: "null" })
+      .output();
+  }
+
   /** The provider's machines (workspace VMs and snapshots) that exist now. */
   async machineNames(): Promise<string[]> {
     if (this.provider === "sandbox") {

@@ -77,6 +77,19 @@ function suite(provider: TestProvider) {
       assert.doesNotMatch(gone.stdout, /app/);
     });
 
+    it("over a running workspace SSH cannot reach: restore needs --force, and brings SSH back", async () => {
+      await rig.breakSsh(ws);
+      const r = await rig.snap(["restore", ws, "--name", "before-refactor"]);
+      assert.equal(r.code, 4, show(r));
+      assert.match(r.stderr, /could not be checked for unsaved work/);
+      assert.match(r.stderr, /running but cannot be reached/);
+      assert.match(r.stderr, /--force/);
+      assert.notEqual((await rig.vm(["ssh", ws, "true"])).code, 0, "nothing was touched");
+      const forced = await rig.snap(["restore", ws, "--name", "before-refactor", "--force"]);
+      assert.equal(forced.code, 0, show(forced));
+      assert.equal((await rig.vm(["ssh", ws, "true"])).code, 0, show(forced));
+    });
+
     it("restore and delete of a missing snapshot are exit 3 and touch nothing", async () => {
       const before = (await rig.tartCalls()).length;
       const machines = await rig.machineNames();

@@ -58,11 +58,7 @@ describe("start failures", { skip: REAL_TART && "needs the fake tart's failure k
     const n = rig.name("key");
     assert.equal((await rig.vm(["init", n])).code, 0);
     assert.equal((await rig.vm(["start", n])).code, 0);
-    // sshd's StrictModes ignores a world-writable authorized_keys; drop the shared connection.
-    assert.equal((await rig.vm(["ssh", n, "chmod 666 ~/.ssh/authorized_keys"])).code, 0);
-    const cfg = join(rig.env.CAL_HOME, "isolation", "vms", n, "ssh", "config");
-    await new Deno.Command("ssh", { args: ["-F", cfg, "-O", "exit", `cal-${n}`], stderr: "null" })
-      .output();
+    await rig.breakSsh(n);
     const r = await rig.vm(["ssh", n, "true"]);
     assert.equal(r.code, 1, show(r));
     assert.match(r.stderr, /SSH to workspace "key" failed: .*Permission denied/);
@@ -72,6 +68,18 @@ describe("start failures", { skip: REAL_TART && "needs the fake tart's failure k
     assert.equal(again.code, 0, show(again));
     assert.equal((await rig.vm(["ssh", n, "true"])).code, 0);
     await rig.vm(["stop", n, "--force"]);
+  });
+
+  it("destroy --force removes a running workspace SSH cannot reach", async () => {
+    const n = rig.name("unreachable");
+    assert.equal((await rig.vm(["init", n])).code, 0);
+    assert.equal((await rig.vm(["start", n])).code, 0);
+    await rig.breakSsh(n);
+    const r = await rig.vm(["destroy", n, "--force", "--yes"]);
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stderr, /could not be checked for unsaved work: SSH to workspace/);
+    assert.equal((await rig.vm(["status", n])).code, 3);
+    assert.ok(!(await rig.machineNames()).some((m) => m.includes(n)), "no VM is left");
   });
 
   it("a third macOS VM is refused by cal before tart is asked", async () => {

@@ -28,7 +28,7 @@ export const PREAMBLE =
 
 /** ssh's own failures (exit 255), as opposed to a remote command's exit code. */
 const SSH_FAILURE =
-  /^(ssh: |kex_exchange_identification|Connection (refused|closed|timed out|reset)|Permission denied|Host key verification failed|.*port \d+: (Connection refused|Operation timed out|No route))/m;
+  /^(ssh: |kex_exchange_identification|Connection (refused|closed|timed out|reset)|(\S+: )?Permission denied \(|Host key verification failed|.*port \d+: (Connection refused|Operation timed out|No route))/m;
 
 export interface ExecOptions {
   /** Text for the remote command's stdin (how secrets reach the guest). */
