@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import { CalError, usageError } from "./errors.ts";
-import { homeDir } from "./paths.ts";
+import { calHome, homeDir } from "./paths.ts";
 import { run, which } from "./process.ts";
 import { quoteArgs } from "./shell.ts";
 
@@ -20,8 +20,20 @@ export function defaultScheduler(): Scheduler {
   return Deno.build.os === "darwin" ? "launchd" : "cron";
 }
 
-/** The command the scheduler runs: the installed `cal-snap`, else this checkout through deno. */
+/**
+ * The command the scheduler runs: the installed `cal-snap`, else this checkout through deno,
+ * behind `env` with what it needs from this shell (cron and launchd start with almost no
+ * environment: launchd's PATH has no /opt/homebrew/bin, where tart lives). Without
+ * `--older-than` it applies the configured policy (max_auto_snapshots, auto_cleanup_after_days)
+ * as it stands when it runs.
+ */
 export function cleanupCommand(olderThan: string | undefined, includeManual: boolean): string[] {
+  if (includeManual && !olderThan) {
+    throw usageError(
+      "--include-manual would delete every snapshot people named.",
+      "Give it an age too: --include-manual --older-than 30d.",
+    );
+  }
   const installed = which("cal-snap");
   const base = installed ? [installed] : [
     Deno.execPath(),
@@ -30,12 +42,16 @@ export function cleanupCommand(olderThan: string | undefined, includeManual: boo
     "--quiet",
     new URL("../commands/cal-snap.ts", import.meta.url).pathname,
   ];
+  const env = [`CAL_HOME=${calHome()}`, `PATH=${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`];
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir) env.push(`DENO_DIR=${denoDir}`);
   return [
+    "/usr/bin/env",
+    ...env,
     ...base,
     "cleanup",
     "--all",
-    ...(includeManual ? [] : ["--auto-only"]),
-    ...(olderThan ? ["--older-than", olderThan] : []),
+    ...(olderThan ? [...(includeManual ? [] : ["--auto-only"]), "--older-than", olderThan] : []),
     "--json",
   ];
 }

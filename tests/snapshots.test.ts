@@ -263,6 +263,41 @@ describe("scheduled cleanup", () => {
     );
   });
 
+  it("the scheduled job keeps the configured policy, run as cron runs it (no environment)", async () => {
+    const ws = rig.name("sched");
+    assert.equal((await rig.vm(["init", ws])).code, 0);
+    // One named snapshot, and more session snapshots than max_auto_snapshots (3) keeps.
+    assert.equal((await rig.snap(["create", ws, "--name", "keep-me"])).code, 0);
+    for (let i = 0; i < 4; i++) assert.equal((await rig.snap(["create", ws, "--auto"])).code, 0);
+    const printed = await rig.snap(["schedule", "--print", "--scheduler", "cron", "--human"]);
+    assert.equal(printed.code, 0, show(printed));
+    const line = printed.stdout.trim();
+    assert.doesNotMatch(line, /--auto-only/, "no flags: the policy, read when the job runs");
+    const command = /^(?:\S+ ){5}(.*) # cal-snap schedule$/.exec(line)?.[1];
+    assert.ok(command, line);
+    await Deno.mkdir(join(rig.env.CAL_HOME, "isolation", "logs"), { recursive: true }); // install makes it
+    const cron = await new Deno.Command("env", {
+      args: ["-i", `HOME=${rig.env.HOME}`, "SHELL=/bin/sh", "/bin/sh", "-c", command],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(cron.code, 0, new TextDecoder().decode(cron.stderr));
+    const list = await rig.snap(["list", ws, "--json"]);
+    const names = list.records.map((r) => String(r.snapshot));
+    assert.ok(names.includes("keep-me"), names.join(", "));
+    assert.equal(names.filter((n) => n.startsWith("session-")).length, 3, names.join(", "));
+    const log = await Deno.readTextFile(
+      join(rig.env.CAL_HOME, "isolation", "logs", "snapshot-cleanup.log"),
+    );
+    assert.doesNotMatch(log, /"kind":"error"/, log);
+  });
+
+  it("--include-manual without an age is refused", async () => {
+    const r = await rig.snap(["schedule", "--include-manual", "--print"]);
+    assert.equal(r.code, 2, show(r));
+    assert.match(r.stderr, /--include-manual --older-than/);
+  });
+
   it("prints a well-formed launchd plist", async (t) => {
     const r = await rig.snap([
       "schedule",
@@ -304,7 +339,7 @@ describe("scheduled cleanup", () => {
       const tab = new TextDecoder().decode(
         (await new Deno.Command("crontab", { args: ["-l"], stdout: "piped" }).output()).stdout,
       );
-      assert.match(tab, /cleanup --all --auto-only --json .*# cal-snap schedule/);
+      assert.match(tab, /cleanup --all --json .*# cal-snap schedule/);
       const again = await rig.snap(["schedule", "--every", "12h", "--scheduler", "cron"]);
       assert.equal(again.code, 0, show(again));
       const tab2 = new TextDecoder().decode(
