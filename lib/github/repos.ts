@@ -144,8 +144,13 @@ export async function clone(
   return await repoState(guest, name, { name: repoName, url }, dir);
 }
 
+/** Never pushed to, whatever the config lists besides. */
+export const ALWAYS_PROTECTED = ["main", "master", "develop"];
+
+/** main, master, develop, the remote's default branch, and `github.protected_branches`. */
 export function isProtected(branch: string, config: Config, defaultBranch?: string): boolean {
-  return config.github.protected_branches.includes(branch) || branch === defaultBranch;
+  return ALWAYS_PROTECTED.includes(branch) || config.github.protected_branches.includes(branch) ||
+    branch === defaultBranch;
 }
 
 /** The repository a command works on: named, or the only/first one. */
