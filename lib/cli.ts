@@ -48,6 +48,8 @@ export function rootProgram(name: string, description: string): Command {
     .configureOutput({
       writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
       writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
+      // Parse errors are reported once, by runProgram, like every other error.
+      outputError: () => {},
     });
   return p as unknown as Command;
 }
@@ -98,12 +100,13 @@ export async function runProgram(program: Command, args: string[], ctx: Context)
       if (["commander.helpDisplayed", "commander.version", "commander.help"].includes(e.code)) {
         return 0;
       }
-      // commander already printed "error: …"; add the next step.
-      const cmd = program.name();
-      Deno.stderr.writeSync(new TextEncoder().encode(`Run \`${cmd} --help\` for usage.\n`));
-      if (ctx.out.json) {
-        ctx.out.error(new CalError(e.message.replace(/^error: /, ""), { code: "usage", exit: 2 }));
-      }
+      ctx.out.error(
+        new CalError(e.message.replace(/^error: /, ""), {
+          code: "usage",
+          exit: ExitCode.usage,
+          hint: `Run \`${program.name()} --help\` for usage.`,
+        }),
+      );
       return ExitCode.usage;
     }
     const err = asCalError(e);

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REAL_TART, Rig, show } from "./rig_env.ts";
-import { getDenoDir, REPO } from "./helpers.ts";
+import { getDenoDir, parseNdjson, REPO } from "./helpers.ts";
 
 describe("start failures", { skip: REAL_TART && "needs the fake tart's failure knobs" }, () => {
   let rig: Rig;
@@ -204,5 +204,7 @@ describe("the cal dispatcher", () => {
     assert.equal(r.code, 2, show(r));
     assert.match(r.stderr, /unknown option '--frob'/);
     assert.match(r.stderr, /cal-vm --help/);
+    assert.equal(r.stderr.match(/^error: /gm)?.length, 1, `said once: ${r.stderr}`);
+    assert.equal(parseNdjson(r.stderr).filter((x) => x.kind === "error").length, 1, show(r));
   });
 });
