@@ -109,6 +109,36 @@ describe("sandbox isolation", { skip: !linux && "the sandbox provider needs Linu
     assert.doesNotMatch(new TextDecoder().decode(onHost.stdout), /mytool$|^\/usr\/local\/y$/m);
   });
 
+  it("npm installs a package into the workspace's prefix, offline, and it runs", async () => {
+    const make = [
+      "set -e; mkdir -p ~/src/hello-cal/bin; cd ~/src/hello-cal",
+      `printf '%s' '{"name":"hello-cal","version":"1.0.0","bin":{"hello-cal":"bin/hello.js"}}' > package.json`,
+      `printf '#!/usr/bin/env node\\nconsole.log("hello from npm")\\n' > bin/hello.js`,
+      "npm pack --silent >/dev/null && npm install -g --offline --silent ./hello-cal-1.0.0.tgz",
+      "command -v hello-cal && hello-cal",
+    ].join("\n");
+    const r = await rig.vm(["ssh", ws, make]);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, "/Users/admin/.local/bin/hello-cal\nhello from npm\n");
+  });
+
+  it("pip installs a package into the workspace's own site (the host's Python is externally managed)", async (t) => {
+    const pip = await rig.vm(["ssh", ws, "python3 -m pip --version"]);
+    if (pip.code !== 0) {
+      return t.skip("no pip for the host's python3 (apt-get install python3-pip)");
+    }
+    const make = [
+      "set -e; mkdir -p ~/src/hellopy; cd ~/src/hellopy",
+      `printf 'def main():\\n    print("hello from pip")\\n' > hellocal.py`,
+      `printf 'from setuptools import setup\\nsetup(name="hellocal", version="1.0", py_modules=["hellocal"], entry_points={"console_scripts": ["hello-pip=hellocal:main"]})\\n' > setup.py`,
+      "python3 -m pip install --no-index --no-build-isolation --quiet . 2>&1",
+      "command -v hello-pip && hello-pip",
+    ].join("\n");
+    const r = await rig.vm(["ssh", ws, make]);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, "/Users/admin/.local/bin/hello-pip\nhello from pip\n");
+  });
+
   it("--network none cuts the network; the default shares it", async () => {
     // A TCP server on the host's loopback: reachable from a shared network, not from none.
     const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });

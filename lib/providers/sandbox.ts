@@ -12,7 +12,7 @@
  * neither, cal says exactly what is missing; it never runs a workspace unisolated.
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { CalError, notFound, wrongState } from "../errors.ts";
 import { allocatedBytes } from "../disk.ts";
 import { calHome } from "../paths.ts";
@@ -43,6 +43,8 @@ const SKELETON = {
   ".zshrc": "# cal sandbox guest\n",
   ".bashrc": "# cal sandbox guest\n",
   ".npmrc": "prefix=${HOME}/.local\n",
+  // The host's Python is "externally managed" (PEP 668); the guest's home is the workspace's own.
+  ".config/pip/pip.conf": "[global]\nuser = true\nbreak-system-packages = true\n",
 };
 
 export class SandboxProvider implements Provider {
@@ -156,6 +158,7 @@ export class SandboxProvider implements Provider {
         const spec = { ...this.spec(target), stateDir: join(tmp, "guest") };
         await prepareGuest(spec);
         for (const [f, text] of Object.entries(SKELETON)) {
+          await Deno.mkdir(dirname(join(layout.home(spec), f)), { recursive: true });
           await Deno.writeTextFile(join(layout.home(spec), f), text);
         }
         if (Deno.uid() === 0) await run("chown", ["-R", "501:20", layout.home(spec)]);
