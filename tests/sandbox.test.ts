@@ -184,4 +184,27 @@ describe("sandbox isolation", { skip: !linux && "the sandbox provider needs Linu
     assert.equal(d.code, 0, show(d));
     assert.equal((await rig.vm(["status", other])).code, 3);
   });
+
+  it("a machine folder deleted by hand while it runs: destroy --force stops what still runs", async () => {
+    const n = rig.name("orphan");
+    assert.equal((await rig.vm(["init", n, "--provider", "sandbox"])).code, 0);
+    assert.equal((await rig.vm(["start", n])).code, 0);
+    const dir = join(rig.env.CAL_HOME, "isolation", "sandboxes", `cal-${n}`);
+    const processes = async () => {
+      const found: number[] = [];
+      for await (const e of Deno.readDir("/proc")) {
+        const cmd = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
+        if (Number(e.name) && cmd.includes(dir + "/")) found.push(Number(e.name));
+      }
+      return found;
+    };
+    assert.ok((await processes()).length > 0, "the sandbox runs");
+    await rig.deleteMachine(`cal-${n}`);
+    const s = await rig.vm(["status", n, "--json"]);
+    assert.equal(s.records[0].state, "running", show(s));
+    const d = await rig.vm(["destroy", n, "--yes", "--force"]);
+    assert.equal(d.code, 0, show(d));
+    assert.deepEqual(await processes(), [], "nothing of it still runs");
+    assert.equal((await rig.vm(["status", n])).code, 3);
+  });
 });

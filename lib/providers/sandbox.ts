@@ -13,6 +13,7 @@
  */
 
 import { dirname, join } from "node:path";
+import { existsSync } from "node:fs";
 import { CalError, notFound, wrongState } from "../errors.ts";
 import { allocatedBytes } from "../disk.ts";
 import { calHome } from "../paths.ts";
@@ -192,15 +193,31 @@ export class SandboxProvider implements Provider {
     });
   }
 
+  /**
+   * The process running the machine (the `sh` leading its process group), from the pid file,
+   * or, when that is gone with its folder (deleted by hand while running), found in /proc by
+   * its command line, so the machine can still be reported and stopped.
+   */
   private runner(m: string): number | undefined {
+    const guest = join(this.dir(m), "guest");
+    const runs = (pid: number) => {
+      try {
+        const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+        return argv[3] === "cal-sandbox" && argv.some((a) => a.startsWith(guest + "/"));
+      } catch {
+        return false;
+      }
+    };
     try {
       const pid = Number(Deno.readTextFileSync(this.pidFile(m)).trim());
-      if (!pid || !alive(pid)) return undefined;
-      const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-      return cmd.includes(join(this.dir(m), "guest")) ? pid : undefined;
-    } catch {
-      return undefined;
+      return pid && alive(pid) && runs(pid) ? pid : undefined;
+    } catch { /* no pid file: look for an orphan */ }
+    if (existsSync(this.dir(m))) return undefined;
+    for (const e of Deno.readDirSync("/proc")) {
+      const pid = Number(e.name);
+      if (pid && runs(pid)) return pid;
     }
+    return undefined;
   }
 
   async start(m: string, opts: StartOptions): Promise<StartResult> {
@@ -296,7 +313,10 @@ export class SandboxProvider implements Provider {
 
   private info(m: string): MachineInfo | undefined {
     const f = this.readMachine(m);
-    if (!f) return undefined;
+    if (!f) {
+      // Its folder was deleted while it ran: still running, and stoppable.
+      return this.runner(m) ? { name: m, state: "running", os: "linux" } : undefined;
+    }
     return {
       name: m,
       state: this.runner(m) ? "running" : "stopped",
