@@ -204,6 +204,7 @@ export async function startMachine(
     vnc: opts.vnc,
     options: w.vm.options,
   });
+  for (const warning of started.warnings ?? []) out.warn(warning, name);
   const timeout = opts.timeout ?? config.vm.boot_timeout;
   const ip = await waitReady(w, started, config, timeout, out, logFile);
   if (opts.vnc) {

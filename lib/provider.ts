@@ -52,6 +52,8 @@ export interface StartResult {
   exited?: Promise<{ code: number; log: string }>;
   /** Where this start's output begins in the log file. */
   logOffset?: number;
+  /** What the person should know about this start (e.g. limits this host cannot enforce). */
+  warnings?: string[];
 }
 
 /** Where to reach the guest's SSH server. */

@@ -185,6 +185,17 @@ describe("sandbox isolation", { skip: !linux && "the sandbox provider needs Linu
     assert.equal((await rig.vm(["status", other])).code, 3);
   });
 
+  it("start says when CPU and memory limits cannot be enforced (they need systemd)", async () => {
+    const n = rig.name("limits");
+    assert.equal((await rig.vm(["init", n, "--provider", "sandbox", "--cpu", "2"])).code, 0);
+    const started = await rig.vm(["start", n]);
+    assert.equal(started.code, 0, show(started));
+    const systemd = await Deno.stat("/run/systemd/system").then(() => true, () => false);
+    const warned = /limits are not enforced: this host has no systemd/.test(started.stderr);
+    assert.equal(warned, !systemd, show(started));
+    assert.equal((await rig.vm(["destroy", n, "--yes", "--force"])).code, 0);
+  });
+
   it("a machine folder deleted by hand while it runs: destroy --force stops what still runs", async () => {
     const n = rig.name("orphan");
     assert.equal((await rig.vm(["init", n, "--provider", "sandbox"])).code, 0);

@@ -242,6 +242,15 @@ export class SandboxProvider implements Provider {
     ];
     const started = await startDetached(bin, rest, opts.logFile);
     await Deno.writeTextFile(this.pidFile(m), String(started.pid));
+    if (!limits.length && (f.cpu || f.memory)) {
+      return {
+        ...started,
+        warnings: [
+          `${m}'s CPU and memory limits are not enforced: this host has no systemd to put the ` +
+          "sandbox in a cgroup (a VM via the tart provider, on macOS, has hard limits).",
+        ],
+      };
+    }
     return started;
   }
 
