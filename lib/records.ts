@@ -131,6 +131,11 @@ export interface RepoRecord {
   untracked: number;
   ahead?: number;
   behind?: number;
+  /**
+   * The ref ahead/behind count against: the upstream (`origin/agent/x`), or, for a branch with
+   * none yet (never pushed), the remote's default branch it was cut from (`origin/main`).
+   */
+  compared_with?: string;
   last_commit?: string;
   last_commit_at?: string;
   /** Set by commit: the new commit. */

@@ -35,6 +35,9 @@ function useGhCredentialsForHttp(rig: Rig, ws: string) {
 }
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
+/** Fine-grained tokens gh logs in with (no scopes to check) that lack a permission. */
+const FG_READ_ONLY = "github_pat_ro_" + crypto.randomUUID().replaceAll("-", "");
+const FG_NO_PRS = "github_pat_nopr_" + crypto.randomUUID().replaceAll("-", "");
 const root = Deno.uid() === 0;
 
 async function git(dir: string, ...args: string[]): Promise<string> {
@@ -60,9 +63,23 @@ describe("the GitHub workflow", {
     gh = await startGitHub({ root: data, port: 80 });
     gh.state.addToken(TOKEN, { login: "octo" });
     gh.state.addToken("ghp_noorg", { login: "octo", scopes: ["repo"] });
+    gh.state.addToken(FG_READ_ONLY, {
+      login: "octo",
+      fineGrained: true,
+      permissions: { contents: "read", pull_requests: "read" },
+    });
+    gh.state.addToken(FG_NO_PRS, {
+      login: "octo",
+      fineGrained: true,
+      permissions: { contents: "write", pull_requests: "read" },
+    });
     await gh.state.createRepo("octo", "app", {
       defaultBranch: "main",
       files: { "README.md": "# app\n" },
+    });
+    await gh.state.createRepo("octo", "lib", {
+      defaultBranch: "main",
+      files: { "README.md": "# lib\n" },
     });
     bare = join(gh.state.reposDir, "octo", "app.git");
     rig = await Rig.create();
@@ -246,6 +263,69 @@ describe("the GitHub workflow", {
     const j = await rig.gh(["status", ws, "--json"]);
     assert.equal(j.records[0].kind, "repo");
     assert.equal(j.records[0].ahead, 0);
+    assert.equal(j.records[0].compared_with, "origin/agent/feature-work");
+  });
+
+  it("status counts a never-pushed branch's commits against the branch it was cut from", async () => {
+    const c = await rig.gh(["clone", ws, "--repo", "octo/lib", "--new-branch", "notes"]);
+    assert.equal(c.code, 0, show(c));
+    const made = await rig.vm([
+      "ssh",
+      ws,
+      "cd ~/workspace/lib && echo notes > NOTES.md && git add NOTES.md && " +
+      "git -c user.name=a -c user.email=a@example.com commit -qm 'Add notes'",
+    ]);
+    assert.equal(made.code, 0, show(made));
+    const j = await rig.gh(["status", ws, "--json"]);
+    assert.equal(j.code, 0, show(j));
+    const lib = j.records.find((x) => x.repo === "lib")!;
+    assert.equal(lib.branch, "agent/notes");
+    assert.equal(lib.ahead, 1, "the local commit shows without an upstream");
+    assert.equal(lib.behind, 0);
+    assert.equal(lib.compared_with, "origin/main");
+    const h = await rig.cal(["isolation", "status", ws, "--human"]);
+    assert.match(
+      h.stdout,
+      /^ {2}lib \(branch: agent\/notes\)\n(?: {4}- .*\n)* {4}- 1 ahead, 0 behind origin\/main/m,
+    );
+  });
+
+  it("a fine-grained token without a permission: push and PR refused (exit 2), naming it", async () => {
+    // Each login's `gh auth setup-git` resets git's helpers for the host; add the http one back.
+    const login = async (token: string) => {
+      const r = await rig.gh(["auth", "login", ws, "--token-stdin"], { stdin: token + "\n" });
+      return r.code === 0 ? await useGhCredentialsForHttp(rig, ws) : r;
+    };
+    const pushes = gh.state.pushes.length;
+    const pulls = gh.state.pulls.length;
+    try {
+      assert.equal((await login(FG_READ_ONLY)).code, 0, "gh cannot tell at login");
+      const p = await rig.gh(["push", ws, "--repo", "lib"]);
+      assert.equal(p.code, 2, show(p));
+      assert.match(
+        p.stderr,
+        /Pushing agent\/notes: the token is missing a permission it needs \(Write access to repository not granted\.\)/,
+      );
+      assert.match(p.stderr, /Contents: read and write/);
+      assert.equal(gh.state.pushes.length, pushes, "nothing was pushed");
+
+      assert.equal((await login(FG_NO_PRS)).code, 0);
+      const pr = await rig.gh(["pr", ws, "--repo", "lib", "--title", "Notes"]);
+      assert.equal(pr.code, 2, show(pr));
+      assert.match(
+        pr.stderr,
+        /gh pr create: the token is missing a permission it needs \(.*Resource not accessible by personal access token/,
+      );
+      assert.match(pr.stderr, /Pull requests: read and write/);
+      assert.equal(gh.state.pulls.length, pulls, "no pull request was opened");
+      assert.match(
+        await git(bare.replace(/app\.git$/, "lib.git"), "log", "-1", "--format=%s", "agent/notes"),
+        /^Add notes/,
+        "the push (Contents: write) went through",
+      );
+    } finally {
+      assert.equal((await login(TOKEN)).code, 0);
+    }
   });
 
   it("a push to main is refused before any git command writes, and nothing is lost", async () => {

@@ -44,10 +44,71 @@ export function git(
 const NETWORK =
   /Could not resolve host|could not resolve|no such host|Connection refused|connection refused|Failed to connect|Network is unreachable|timed out|dial tcp|connection reset|error connecting to/i;
 
+/**
+ * A tool the guest lacks, as shells and env(1) report it: `sh: 1: git: not found`,
+ * `bash: line 1: gh: command not found`, `cal-cd: 1: exec: git: not found`,
+ * `zsh:1: command not found: gh`, `env: 'gh': No such file or directory`. Case-sensitive on
+ * purpose: `HTTP 404: Not Found` is GitHub's answer, not a shell's.
+ */
+const MISSING_TOOL = [
+  /(?:^|: )(?:exec: )?([\w.+-]+): (?:command )?not found$/m,
+  /command not found: ([\w.+-]+)$/m,
+  /^env: ['‘"]?([\w.+-]+)['’"]?: No such file or directory$/m,
+];
+
+/** The repository (or the token's view of it) is missing; never a shell's "not found". */
+const REPO_NOT_FOUND =
+  /Repository not found|Could not resolve to a Repository|HTTP 404|repository '[^']*' not found/i;
+
+/**
+ * A token GitHub accepted that lacks a permission for what was asked. gh checks a classic
+ * token's scopes at login, but a fine-grained token (the recommended kind) shows what it may do
+ * only when it is refused: git gets a 403 on push, the API says "Resource not accessible".
+ */
+const PERMISSION_DENIED =
+  /The requested URL returned error: 403|Permission to \S+ denied|Write access to repository not granted|Resource not accessible by (?:personal access token|integration)|does not have the correct permissions to execute/i;
+
+/** The fine-grained permission a refused call needed, from what cal was doing and the answer. */
+function permissionFor(what: string, text: string): string {
+  if (
+    /^Pushing\b|Write access|Permission to \S+ denied|git-receive-pack/i.test(what + "\n" + text)
+  ) {
+    return "Contents: read and write";
+  }
+  if (/^gh pr\b|pull request/i.test(what) || /createPullRequest|\/pulls\b/i.test(text)) {
+    return "Pull requests: read and write";
+  }
+  return "Contents: read";
+}
+
+/** The line that says why access was refused, without git's `remote: ` prefix. */
+function deniedLine(text: string, fallback: string): string {
+  const line = text.split("\n").map((l) => l.trim()).find((l) =>
+    /Permission to \S+ denied|Write access to repository not granted|Resource not accessible|does not have the correct permissions/i
+      .test(l)
+  );
+  return line?.replace(/^remote:\s*/, "") ?? fallback;
+}
+
 /** Maps a failed gh/git call onto cal's errors. `what` says what cal was doing. */
 export function ghError(what: string, r: RunResult, workspace: string): CalError {
   const text = r.stderr + "\n" + r.stdout;
   const line = reason(r);
+  for (const said of r.stderr.split("\n").map((l) => l.trim())) {
+    const tool = MISSING_TOOL.map((re) => re.exec(said)?.[1]).find(Boolean);
+    if (!tool) continue;
+    return new CalError(
+      `${what}: \`${tool}\` is not installed in workspace "${workspace}" (${said}).`,
+      {
+        code: "tool-missing",
+        exit: ExitCode.failed,
+        hint: `Install it in the guest, e.g. with Homebrew: \`cal-vm ssh ${workspace} 'brew ` +
+          `install ${/^(git|gh)$/.test(tool) ? "git gh" : tool}'\` (on Linux, the guest's ` +
+          "package manager), then run the command again.",
+        workspace,
+      },
+    );
+  }
   if (/missing required scope/i.test(text)) {
     const scopes = /missing required scopes?\s*(.*)/i.exec(text)?.[1]?.trim() ?? "";
     return new CalError(
@@ -61,7 +122,22 @@ export function ghError(what: string, r: RunResult, workspace: string): CalError
       },
     );
   }
-  if (/Could not resolve to a Repository|repository not found|not found|HTTP 404/i.test(text)) {
+  if (PERMISSION_DENIED.test(text)) {
+    const needed = permissionFor(what, text);
+    return new CalError(
+      `${what}: the token is missing a permission it needs (${deniedLine(text, line)}).`,
+      {
+        code: "usage",
+        exit: ExitCode.usage,
+        hint: `Give the token ${needed} on this repository (a fine-grained token's Repository ` +
+          "permissions; the repository must be among those it can access; a classic token needs " +
+          `the repo scope; its account needs that access too), then log in again: \`cal-gh auth login ${workspace} --token-stdin\`. ` +
+          "Nothing was changed on GitHub.",
+        workspace,
+      },
+    );
+  }
+  if (REPO_NOT_FOUND.test(text)) {
     return notFound(
       `${what}: the repository was not found (${line}).`,
       "Check the owner/name, and that the token can see it.",

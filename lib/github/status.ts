@@ -8,22 +8,35 @@ import { ghError } from "./gh.ts";
 
 const repoDir = (home: string, repo: string) => `${home}/workspace/${repo}`;
 
-/** One repository's state: branch, changes, last commit, ahead/behind its upstream. */
+/**
+ * What ahead/behind is counted against: the branch's upstream, else the remote's default branch
+ * (`origin/HEAD`, what `cal-gh clone --new-branch` cut the branch from, so a branch that was never
+ * pushed still shows its own commits), else nothing. Prints the ref and the counts on two lines.
+ */
+const COMPARE =
+  'base=$(git rev-parse --abbrev-ref --symbolic-full-name "@{upstream}" 2>/dev/null) ' +
+  "|| base=$(git symbolic-ref --short -q refs/remotes/origin/HEAD 2>/dev/null) || base=; " +
+  'if [ -n "$base" ]; then echo "$base"; ' +
+  'git rev-list --left-right --count "$base...HEAD" 2>/dev/null; fi';
+
+/** One repository's state: branch, changes, last commit, ahead/behind (see COMPARE). */
 export async function repoState(
   guest: Guest,
   ws: string,
   r: { name: string; url: string },
   dir: string,
 ): Promise<RepoRecord> {
-  const script = 'git rev-parse --abbrev-ref HEAD; echo "--"; git status --porcelain; echo "--"; ' +
-    'git log -1 --format="%s%x09%cI" 2>/dev/null; echo "--"; ' +
-    'git rev-list --left-right --count "@{upstream}...HEAD" 2>/dev/null';
+  const script =
+    "command -v git >/dev/null || { echo 'cal-status: git: not found' >&2; exit 127; }; " +
+    'git rev-parse --abbrev-ref HEAD; echo "--"; git status --porcelain; echo "--"; ' +
+    'git log -1 --format="%s%x09%cI" 2>/dev/null; echo "--"; ' + COMPARE;
   const res = await guest.exec(["sh", "-c", `cd "$1" && { ${script}; }`, "cal-status", dir]);
   if (res.code !== 0 && !res.stdout) throw ghError(`Reading ${r.name}`, res, ws);
-  const [branch, status, last, counts] = res.stdout.split("--\n").map((s) => s.trim());
+  const [branch, status, last, compare] = res.stdout.split("--\n").map((s) => s.trim());
   const lines = status ? status.split("\n") : [];
   const count = (re: RegExp) => lines.filter((l) => re.test(l.slice(0, 2))).length;
   const [subject, at] = (last ?? "").split("\t");
+  const [base, counts] = (compare ?? "").split("\n").map((s) => s.trim());
   const [behind, ahead] = (counts ?? "").split(/\s+/).map(Number);
   return {
     kind: "repo",
@@ -35,7 +48,9 @@ export async function repoState(
     added: count(/A/),
     deleted: count(/D/),
     untracked: count(/\?\?/),
-    ...(Number.isFinite(ahead) ? { ahead, behind } : {}),
+    ...(Number.isFinite(ahead) && Number.isFinite(behind)
+      ? { ahead, behind, compared_with: base }
+      : {}),
     ...(subject ? { last_commit: subject, last_commit_at: at } : {}),
   };
 }
@@ -61,6 +76,12 @@ export function repoText(r: RepoRecord): string {
   if (r.last_commit_at) {
     lines.push(`    - Last commit: ${ago(r.last_commit_at).replace(/ ago$/, "")} ago`);
   }
-  if (r.ahead !== undefined) lines.push(`    - ${r.ahead} ahead, ${r.behind} behind the remote`);
+  if (r.ahead !== undefined) {
+    // Against its own remote branch, or (never pushed) the branch it was cut from, named.
+    const own = !r.compared_with || r.compared_with.endsWith(`/${r.branch}`);
+    lines.push(
+      `    - ${r.ahead} ahead, ${r.behind} behind ${own ? "the remote" : r.compared_with}`,
+    );
+  }
   return lines.join("\n");
 }

@@ -54,7 +54,15 @@ export interface TokenInfo {
   scopes?: string[];
   /** Fine-grained token: no `X-OAuth-Scopes` header (gh then skips its scope check). */
   fineGrained?: boolean;
+  /**
+   * A fine-grained token's repository permissions, each "write" unless given. Without Contents
+   * write a push gets 403 `Write access to repository not granted.`; without Pull requests write
+   * createPullRequest gets 403 `Resource not accessible by personal access token`, as GitHub.
+   */
+  permissions?: { contents?: Access; pull_requests?: Access };
 }
+
+export type Access = "none" | "read" | "write";
 
 export interface RepoRecord {
   owner: string;
@@ -316,7 +324,7 @@ function canRead(info: TokenInfo | undefined, repo: RepoRecord): boolean {
 
 function canWrite(info: TokenInfo | undefined, repo: RepoRecord): boolean {
   if (!info) return false;
-  if (info.fineGrained) return true;
+  if (info.fineGrained) return (info.permissions?.contents ?? "write") === "write";
   const s = info.scopes ?? [];
   return s.includes("repo") || (!repo.private && s.includes("public_repo"));
 }
@@ -446,6 +454,9 @@ async function createPull(
   },
   via: string,
 ): Promise<PullRecord> {
+  if (viewer.fineGrained && (viewer.permissions?.pull_requests ?? "write") !== "write") {
+    throw new ApiError("Resource not accessible by personal access token", 403, "FORBIDDEN");
+  }
   if (!canWrite(viewer, repo)) {
     throw new ApiError(
       `${viewer.login} does not have the correct permissions to execute \`CreatePullRequest\``,
@@ -1201,7 +1212,9 @@ async function handleWeb(
   if (push && !creds.info) return unauthorized();
   if (push && !canWrite(creds.info, repo)) {
     return new Response(
-      `Permission to ${repo.owner}/${repo.name}.git denied to ${creds.info!.login}.\n`,
+      creds.info!.fineGrained
+        ? "Write access to repository not granted.\n"
+        : `Permission to ${repo.owner}/${repo.name}.git denied to ${creds.info!.login}.\n`,
       { status: 403 },
     );
   }
