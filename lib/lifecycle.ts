@@ -191,6 +191,12 @@ export async function startMachine(
   out: Output,
 ): Promise<string> {
   const name = w.vm.name;
+  if (opts.vnc && !w.provider.screen) {
+    throw usageError(
+      `Workspace "${name}" runs in a ${w.provider.name}, which has no screen for --vnc.`,
+      `Start it without --vnc and use \`cal-vm ssh ${name}\`.`,
+    );
+  }
   await w.provider.checkCapacity(w.machine);
   const outputDir = w.vm.output_dir ?? join(expandHome(config.output.sync_dir), name);
   for (const sub of ["builds", "test-results", "logs"]) {
@@ -294,9 +300,11 @@ async function waitReady(
     {
       code: "timeout",
       exit: ExitCode.failed,
-      hint:
-        `It is still running. Look at its log (${logFile}) or its screen (\`cal-vm stop ${name}\`, ` +
-        `then \`cal-vm start ${name} --vnc\`), or wait longer with --timeout.`,
+      hint: `It is still running. Look at its log (${logFile})` +
+        (w.provider.screen
+          ? ` or its screen (\`cal-vm stop ${name}\`, then \`cal-vm start ${name} --vnc\`)`
+          : "") +
+        ", or wait longer with --timeout.",
       workspace: name,
     },
   );

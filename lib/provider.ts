@@ -68,6 +68,8 @@ export interface Provider {
   readonly name: string;
   /** One sentence saying what the isolation is, for banners and status. */
   readonly isolation: string;
+  /** Whether its machines have a screen (`start --vnc`). */
+  readonly screen: boolean;
   /** Throws a clear error (with how to install) when the provider's tools are missing. */
   ensureAvailable(): Promise<void>;
   /** Creates machine `target` from an image or another machine. */

@@ -196,6 +196,39 @@ function suite(provider: TestProvider) {
       assert.ok(!(await rig.machineNames()).includes(`cal-${ws}`));
     });
 
+    it("cleanup --all removes running workspaces too", async () => {
+      const [a, b] = [rig.name("all-a"), rig.name("all-b")];
+      for (const n of [a, b]) assert.equal((await rig.vm(["init", n])).code, 0);
+      assert.equal((await rig.vm(["start", a])).code, 0);
+      const c = await rig.cal(["isolation", "cleanup", "--all", "--yes"]);
+      assert.equal(c.code, 0, show(c));
+      assert.deepEqual(c.records.map((r) => r.workspace).sort(), [a, b].sort());
+      for (const n of [a, b]) assert.equal((await rig.vm(["status", n])).code, 3);
+      assert.ok(!(await rig.machineNames()).some((m) => m === `cal-${a}` || m === `cal-${b}`));
+    });
+
+    it(
+      provider === "tart"
+        ? "start --vnc also serves the screen, and says where"
+        : "start --vnc is refused: a sandbox has no screen",
+      async () => {
+        const n = rig.name("screen");
+        assert.equal((await rig.vm(["init", n])).code, 0);
+        const r = await rig.vm(["start", n, "--vnc"]);
+        if (provider === "tart") {
+          assert.equal(r.code, 0, show(r));
+          assert.match(r.stderr, /"event":"vnc".*"url":"vnc:\/\/[^"]+"/);
+          assert.ok((await rig.tartCalls()).some((a) => a[0] === "run" && a.includes("--vnc")));
+          assert.equal((await rig.vm(["stop", n, "--force"])).code, 0);
+        } else {
+          assert.equal(r.code, 2, show(r));
+          assert.match(r.stderr, /has no screen for --vnc/);
+          assert.equal((await rig.vm(["status", n, "--json"])).records[0].state, "stopped");
+        }
+        assert.equal((await rig.vm(["destroy", n, "--yes"])).code, 0);
+      },
+    );
+
     it("destroy asks, and refuses without a terminal unless --yes", async () => {
       const d = rig.name("doomed");
       assert.equal((await rig.vm(["init", d])).code, 0);

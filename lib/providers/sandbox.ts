@@ -51,6 +51,7 @@ const SKELETON = {
 export class SandboxProvider implements Provider {
   readonly name = "sandbox";
   readonly isolation = SANDBOX_ISOLATION;
+  readonly screen = false;
 
   root = () => join(calHome(), "isolation", "sandboxes");
   dir = (m: string) => join(this.root(), m);

@@ -28,6 +28,7 @@ export const MACOS_VM_LIMIT = 2;
 export class TartProvider implements Provider {
   readonly name = "tart";
   readonly isolation = "macOS virtual machine (Tart): the host's files are not visible";
+  readonly screen = true;
   /** Number of `tart` invocations made by this process (the benchmark reports it). */
   calls = 0;
 
