@@ -3,7 +3,13 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { BUILTIN } from "../lib/agents/registry.ts";
-import type { AgentContext, AgentPlugin, JsonEdit, TextEdit } from "../lib/agents/plugin.ts";
+import {
+  type AgentContext,
+  type AgentPlugin,
+  type JsonEdit,
+  launchEnv,
+  type TextEdit,
+} from "../lib/agents/plugin.ts";
 import { tomlSet } from "../lib/agents/toml.ts";
 import { banner, confirmationScreen } from "../lib/agents/screen.ts";
 
@@ -60,6 +66,17 @@ describe("agent command lines", () => {
       assert.deepEqual(p.args(ctx(), { prompt, autonomous: true }), want.autonomous);
     });
   }
+
+  it("opencode: an autonomous interactive session allows everything through OPENCODE_PERMISSION", () => {
+    const p = byName("opencode");
+    const autonomous = launchEnv(p, ctx(), { autonomous: true });
+    assert.deepEqual(JSON.parse(autonomous.OPENCODE_PERMISSION), { "*": "allow" });
+    assert.equal(autonomous.OPENCODE_DISABLE_AUTOUPDATE, "1", "the plugin's own env is kept");
+    assert.ok(!("OPENCODE_PERMISSION" in launchEnv(p, ctx(), { autonomous: false })));
+    // Headless runs use `opencode run --auto`, which still honours the configured deny rules.
+    assert.ok(!("OPENCODE_PERMISSION" in launchEnv(p, ctx(), { prompt, autonomous: true })));
+    assert.ok(!("OPENCODE_PERMISSION" in launchEnv(p, ctx(), { prompt, autonomous: false })));
+  });
 
   it("every plugin names its credentials and at least two install methods or one with a fallback", () => {
     for (const p of BUILTIN) {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rig, show } from "./rig_env.ts";
 import { argvSightings, getDenoDir, REPO } from "./helpers.ts";
+import { quoteArgs } from "../lib/shell.ts";
 
 const SECRET = "sk-test-" + crypto.randomUUID().replaceAll("-", "") + "-SECRET";
 const PROMPT = `Fix "it"; $(touch /tmp/pwned) \`id\` — ünïcødé ✓\nsecond line 'quoted'`;
@@ -234,6 +235,66 @@ describe("agents in a workspace", () => {
     assert.equal(ps.stdout.trim(), "0", "no gemini left running in the guest");
     await rig.vm(["ssh", ws, "sed -i 's/}, 60000);/}, 1500);/' ~/.local/bin/gemini"]);
     await calls();
+  });
+
+  it("--timeout stops the agent's whole process tree, grandchildren included (exit 124)", async () => {
+    // An agent whose shell tool left work behind: one grandchild detached from the output, one
+    // holding it open (and ignoring TERM), and a foreground child. Unique durations find them.
+    const lines = [
+      "#!/bin/sh",
+      `[ "$1" = --version ] && { echo 1.2.3; exit 0; }`,
+      "sh -c 'sleep 301; :' >/dev/null 2>&1 &",
+      `sh -c 'trap "" TERM; sleep 43; :' &`,
+      "sleep 302",
+    ];
+    const left = "ps ax -o args= | grep -cE '^sleep (301|302|43)$' || true";
+    await rig.vm(["ssh", ws, "cp ~/.local/bin/gemini ~/.local/bin/gemini.node"]);
+    try {
+      await rig.vm(["ssh", ws, `printf '%s\\n' ${quoteArgs(lines)} > ~/.local/bin/gemini`]);
+      const t0 = Date.now();
+      const r = await rig.cal([
+        "isolation",
+        "run",
+        ws,
+        "--agent",
+        "gemini",
+        "--no-snapshot",
+        "--prompt",
+        "tree",
+        "--timeout",
+        "2",
+        "--json",
+      ], { env: env() });
+      assert.equal(r.code, 124, show(r));
+      assert.equal(r.records[0].timed_out, true);
+      assert.ok(Date.now() - t0 < 30_000, `took ${Date.now() - t0} ms`);
+      const ps = await rig.vm(["ssh", ws, left]);
+      assert.equal(ps.stdout.trim(), "0", "no process the agent started is left in the guest");
+    } finally {
+      await rig.vm(["ssh", ws, `pkill -KILL -f '^sleep (301|302|43)$'; true`]);
+      await rig.vm(["ssh", ws, "mv ~/.local/bin/gemini.node ~/.local/bin/gemini"]);
+    }
+  });
+
+  it("opencode --autonomous in an interactive session carries OPENCODE_PERMISSION; without, not", async () => {
+    for (const autonomous of [true, false]) {
+      const r = await rig.cal([
+        "isolation",
+        "run",
+        ws,
+        "--agent",
+        "opencode",
+        "--no-snapshot",
+        "--yes",
+        ...(autonomous ? ["--autonomous"] : []),
+        "--json",
+      ], { env: env() });
+      assert.equal(r.code, 0, show(r));
+      const [c] = await calls();
+      assert.deepEqual(c.argv, []);
+      assert.equal((c.env as string[]).includes("OPENCODE_PERMISSION"), autonomous);
+      assert.ok((c.env as string[]).includes("OPENCODE_DISABLE_AUTOUPDATE"));
+    }
   });
 
   it("the credential appears in no process argument list and in no file under ~/.cal", async () => {

@@ -36,10 +36,13 @@ export interface JsonEdit {
   ): { next: Record<string, unknown>; owned: Owned };
 }
 
-/** For formats cal edits line by line (TOML), keeping every line it does not own. */
+/**
+ * For formats cal edits line by line (TOML), keeping every line it does not own, and for files
+ * cal owns whole (`text`: a policy or rules file of cal's own, next to the user's).
+ */
 export interface TextEdit {
   path: string;
-  format: "toml";
+  format: "toml" | "text";
   mode?: number;
   edit(current: string, ownedBefore: Owned): { next: string; owned: Owned };
 }
@@ -95,12 +98,26 @@ export interface AgentPlugin {
   credentials: string[][];
   /** Non-secret environment for every run (self-updates off, telemetry off, ...). */
   env: Record<string, string>;
+  /**
+   * Non-secret environment for one kind of run, over `env` (e.g. a permission mode the agent
+   * takes only from its environment). Optional.
+   */
+  runEnv?(ctx: AgentContext, run: RunRequest): Record<string, string>;
   /** Config and permission files, and first-run gates to pre-seed. */
   configure(ctx: AgentContext): ConfigEdit[];
   /** The argument vector after the binary, for an interactive or headless run. */
   args(ctx: AgentContext, run: RunRequest): string[];
   /** Reads a headless run's stdout. */
   parseHeadless(stdout: string): HeadlessReport;
+}
+
+/** The non-secret environment of a launch: the plugin's `env`, then its `runEnv` for this run. */
+export function launchEnv(
+  plugin: AgentPlugin,
+  ctx: AgentContext,
+  run: RunRequest,
+): Record<string, string> {
+  return { ...plugin.env, ...plugin.runEnv?.(ctx, run) };
 }
 
 /** Helpers for plugins: strings from settings, with defaults. */

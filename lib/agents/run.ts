@@ -22,6 +22,7 @@ import { connect, load, type Loaded } from "../workspace.ts";
 import { configureAgent } from "./configure.ts";
 import { resolveCredentials } from "./credentials.ts";
 import { contextFor, detect, notInstalled } from "./manage.ts";
+import { launchEnv } from "./plugin.ts";
 
 import { getAgent } from "./registry.ts";
 import { askLaunch, banner, confirmationScreen, titleSequence } from "./screen.ts";
@@ -149,10 +150,9 @@ export async function runAgent(
   out.event("configure", `Configured ${plugin.displayName}: ${files.join(", ")}`, {
     workspace: name,
   });
-  const argv = [
-    detected.binary,
-    ...plugin.args(ctx, { prompt: opts.prompt, autonomous: !!opts.autonomous }),
-  ];
+  const request = { prompt: opts.prompt, autonomous: !!opts.autonomous };
+  const argv = [detected.binary, ...plugin.args(ctx, request)];
+  const env = launchEnv(plugin, ctx, request);
 
   await updateVm(name, (vm) => {
     vm.last_run = {
@@ -191,7 +191,7 @@ export async function runAgent(
     const r = await launch(guest, {
       argv,
       cwd: ctx.workdir,
-      env: plugin.env,
+      env,
       secrets: credentials,
       interactive: true,
     });
@@ -202,7 +202,7 @@ export async function runAgent(
   const r = await launch(guest, {
     argv,
     cwd: ctx.workdir,
-    env: plugin.env,
+    env,
     secrets: credentials,
     interactive: false,
     ...(opts.timeout ? { timeoutMs: opts.timeout * 1000 } : {}),

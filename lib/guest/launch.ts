@@ -5,7 +5,9 @@
  * and never touch a disk: cal makes a FIFO in the guest, a second SSH session writes the values
  * into it from its stdin, and the launched shell reads them (with builtins only) before it
  * execs the program. Non-secret variables, the working folder and the argv are quoted by
- * shell.ts. The program's PID is kept so a timeout can stop it for real.
+ * shell.ts. The program's PID is kept so a timeout can stop it for real: a headless program
+ * leads its own process group (perl's setpgrp, since macOS has no setsid(1)), and a timeout
+ * signals that group and every descendant, so nothing the agent started outlives the run.
  */
 
 import { CalError } from "../errors.ts";
@@ -46,6 +48,38 @@ function checkNames(vars: Record<string, string>) {
   }
 }
 
+/** perl: become a process group leader, then exec the argv (PATH search, no shell; 127 if absent). */
+const OWN_GROUP =
+  'setpgrp(0, 0); exec { $ARGV[0] } @ARGV; print STDERR "$ARGV[0]: $!\\n"; exit 127;';
+
+/**
+ * POSIX sh run in the guest on a timeout, with the PID file's path as $1: lists the program's
+ * descendants first (they may have left its group or lost their parent by the time they are
+ * signalled), then sends TERM to the group, the program and those descendants, waits up to two
+ * seconds, and sends KILL to whatever is left. `ps -A -o pid= -o ppid=` and awk read the same
+ * on macOS and Linux.
+ */
+const STOP = `p=$(cat "$1" 2>/dev/null)
+case "$p" in ''|*[!0-9]*) exit 0;; esac
+d=$(ps -A -o pid= -o ppid= | awk -v root="$p" '
+  { up[$1] = $2 }
+  END { for (x in up) { y = x; n = 0
+    while ((y in up) && y != root && n++ < 1000) y = up[y]
+    if (y == root && x != root) print x } }')
+alive() {
+  kill -0 -"$p" 2>/dev/null && return 0
+  for x in "$p" $d; do kill -0 "$x" 2>/dev/null && return 0; done
+  return 1
+}
+stop() {
+  kill -"$1" -"$p" 2>/dev/null
+  for x in "$p" $d; do kill -"$1" "$x" 2>/dev/null; done
+}
+stop TERM
+for i in 1 2; do alive || exit 0; sleep 1; done
+stop KILL
+exit 0`;
+
 export async function launch(guest: Guest, l: Launch): Promise<LaunchResult> {
   const secrets = l.secrets ?? {};
   const env = l.env ?? {};
@@ -77,6 +111,12 @@ export async function launch(guest: Guest, l: Launch): Promise<LaunchResult> {
     ...Object.entries(env).map(([n, v]) => `export ${n}=${quote(v)}`),
     `cd ${quote(l.cwd)} || exit 97`,
     `echo $$ > ${pidFile}`,
+    // Headless: the program leads a process group of its own (same PID), so a timeout can stop
+    // it with everything it started. A session leader already leads its group, so a failing
+    // setpgrp is fine. Not interactive: the terminal's foreground group must stay the session's.
+    ...(l.interactive ? [] : [
+      `command -v perl >/dev/null 2>&1 && exec perl -e ${quote(OWN_GROUP)} -- ${quoteArgs(l.argv)}`,
+    ]),
     `exec ${quoteArgs(l.argv)}`,
   ].join("\n");
   const remote = PREAMBLE + quoteArgs(["sh", "-c", script]);
@@ -109,17 +149,31 @@ async function headless(
     stderr: "piped",
   }).spawn();
   let timedOut = false;
-  const timer = l.timeoutMs === undefined ? undefined : setTimeout(async () => {
+  let stopping: Promise<unknown> | undefined;
+  const timer = l.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
-    // Closing SSH does not stop a program without a terminal: signal it in the guest.
-    const pid = `$(cat ${pidFile} 2>/dev/null)`;
-    await run("ssh", [
+    // Closing SSH does not stop a program without a terminal: signal it in the guest, with its
+    // process group and descendants (an agent's tools start their own children).
+    stopping = run("ssh", [
       "-F",
       guest.configFile,
       guest.alias,
-      `p=${pid}; [ -n "$p" ] && { pkill -TERM -P "$p"; kill -TERM "$p"; sleep 2; ` +
-      `pkill -KILL -P "$p"; kill -KILL "$p"; } 2>/dev/null; true`,
-    ]);
+      `${quoteArgs(["sh", "-c", STOP, "sh"])} ${pidFile}`,
+    ]).catch(() => {}).then(async () => {
+      // Something that escaped (a daemon of its own) may still hold the output open: give the
+      // session a moment to end, then close it from this side.
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      const ended = await Promise.race([
+        child.status.then(() => true),
+        new Promise<boolean>((r) => grace = setTimeout(() => r(false), 3000)),
+      ]);
+      clearTimeout(grace);
+      if (!ended) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* already done */ }
+      }
+    });
   }, l.timeoutMs);
   const decoder = new TextDecoder();
   const [stdout] = await Promise.all([
@@ -130,5 +184,6 @@ async function headless(
   ]);
   const status = await child.status;
   if (timer !== undefined) clearTimeout(timer);
+  await stopping;
   return { code: timedOut ? 124 : status.code, stdout, timedOut };
 }

@@ -1,7 +1,9 @@
 /**
  * opencode (the active project, npm `opencode-ai`; the Go `opencode-ai/opencode` is archived).
  * Facts: research/agents.md §2. Config ~/.config/opencode/opencode.json with the v1 `permission`
- * object; headless `opencode run`, whose `--auto` approves what is not explicitly denied.
+ * object; headless `opencode run`, whose `--auto` approves what is not explicitly denied. The TUI
+ * has no such flag: an autonomous interactive session gets `OPENCODE_PERMISSION='{"*":"allow"}'`
+ * (inline permission config, honoured by the TUI; research/agents.md §2.5).
  */
 
 import {
@@ -83,6 +85,11 @@ const plugin: AgentPlugin = {
         return { next, owned };
       },
     }];
+  },
+
+  runEnv(_ctx, run): Record<string, string> {
+    if (run.prompt !== undefined || !run.autonomous) return {};
+    return { OPENCODE_PERMISSION: JSON.stringify({ "*": "allow" }) };
   },
 
   args(ctx, run) {
