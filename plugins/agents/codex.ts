@@ -1,10 +1,30 @@
 /**
  * OpenAI Codex CLI. Facts: research/agents.md §4.1. Config ~/.codex/config.toml (edited line by
- * line); headless `codex exec --json`, whose default sandbox is read-only.
+ * line); headless `codex exec --json`, whose default sandbox is read-only. Allow/deny rules are
+ * Codex's execpolicy rules (developers.openai.com/codex/rules): `prefix_rule`s in
+ * ~/.codex/rules/cal.rules, cal's own file (the TUI records approvals in default.rules).
+ *
+ * `allow`/`deny` entries are command prefixes (`git status`, `sudo`); the strictest matching
+ * rule wins (forbidden over allow).
  */
 
-import { type AgentPlugin, str } from "../../lib/agents/plugin.ts";
+import { type AgentPlugin, str, stringList } from "../../lib/agents/plugin.ts";
 import { tomlSet, tomlString } from "../../lib/agents/toml.ts";
+
+/** The rules file for the given command prefixes. */
+export function codexRules(allow: string[], deny: string[]): string {
+  const rule = (prefix: string, decision: "allow" | "forbidden") => {
+    const tokens = prefix.trim().split(/\s+/).filter(Boolean).map((t) => JSON.stringify(t));
+    return `prefix_rule(pattern = [${tokens.join(", ")}], decision = "${decision}")`;
+  };
+  return [
+    "# Written by cal from the workspace's agent_config (codex: allow, deny); rewritten on",
+    "# every run. Put rules of your own in another file in this folder.",
+    ...allow.filter((p) => p.trim()).map((p) => rule(p, "allow")),
+    ...deny.filter((p) => p.trim()).map((p) => rule(p, "forbidden")),
+    "",
+  ].join("\n");
+}
 
 const plugin: AgentPlugin = {
   name: "codex",
@@ -45,6 +65,14 @@ const plugin: AgentPlugin = {
           tomlString("trusted"),
         );
         return { next, owned: {} };
+      },
+    }, {
+      path: ".codex/rules/cal.rules",
+      format: "text",
+      edit() {
+        const allow = stringList(ctx.settings.allow, []);
+        const deny = stringList(ctx.settings.deny, ["sudo", "rm -rf /"]);
+        return { next: codexRules(allow, deny), owned: {} };
       },
     }];
   },

@@ -1,9 +1,37 @@
 /**
  * Google Gemini CLI. Facts: research/agents.md §4.2. Settings ~/.gemini/settings.json, trusted
- * folders ~/.gemini/trustedFolders.json (an untrusted folder forces the default approval mode).
+ * folders ~/.gemini/trustedFolders.json (an untrusted folder forces the default approval mode),
+ * allow/deny rules in the policy engine's ~/.gemini/policies/cal.toml (cal's own file: every
+ * `*.toml` there is loaded, so the user's and the agent's files are left alone).
+ *
+ * `allow`/`deny` entries: `shell:<command prefix>` for run_shell_command, else a tool name
+ * (`write_file`, `web_fetch`, ...). A deny outranks an allow.
  */
 
-import { type AgentPlugin, setPath, str } from "../../lib/agents/plugin.ts";
+import { type AgentPlugin, setPath, str, stringList } from "../../lib/agents/plugin.ts";
+import { tomlString } from "../../lib/agents/toml.ts";
+
+/** The policy file for the given rules. */
+export function geminiPolicy(allow: string[], deny: string[]): string {
+  const rule = (entry: string, decision: "allow" | "deny") => {
+    const shell = /^shell:(.+)$/.exec(entry);
+    return [
+      "[[rule]]",
+      `toolName = ${tomlString(shell ? "run_shell_command" : entry)}`,
+      ...(shell ? [`commandPrefix = ${tomlString(shell[1])}`] : []),
+      `decision = ${tomlString(decision)}`,
+      `priority = ${decision === "deny" ? 200 : 100}`,
+      "",
+    ].join("\n");
+  };
+  return [
+    "# Written by cal from the workspace's agent_config (gemini: allow, deny); rewritten on",
+    "# every run. Put rules of your own in another file in this folder.",
+    "",
+    ...allow.map((e) => rule(e, "allow")),
+    ...deny.map((e) => rule(e, "deny")),
+  ].join("\n");
+}
 
 const MODES = ["default", "auto_edit", "plan"];
 
@@ -46,6 +74,15 @@ const plugin: AgentPlugin = {
         format: "json",
         edit(cur) {
           return { next: { ...cur, [ctx.workdir]: "TRUST_FOLDER" }, owned: {} };
+        },
+      },
+      {
+        path: ".gemini/policies/cal.toml",
+        format: "text",
+        edit() {
+          const allow = stringList(ctx.settings.allow, []);
+          const deny = stringList(ctx.settings.deny, ["shell:sudo", "shell:rm -rf /"]);
+          return { next: geminiPolicy(allow, deny), owned: {} };
         },
       },
     ];
