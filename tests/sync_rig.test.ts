@@ -1,6 +1,7 @@
 /**
  * cal-sync on the rig: sync pulls exactly the matching artifacts from a real guest over SSH
- * (config patterns plus an installed environment's patterns and excludes), sorts them, skips
+ * (config patterns plus installed environments' patterns and excludes, including test reports
+ * and the result bundles in Xcode's DerivedData/<project>/Logs/Test), sorts them, skips
  * what it already has, never writes to the guest, and never overwrites what the guest wrote
  * through the shared output folder; logs shows what builds wrote there.
  */
@@ -293,6 +294,63 @@ function suite(provider: TestProvider) {
       const status = await child.status;
       await reading;
       assert.equal(status.code, 0, await stderr);
+    });
+
+    it("pulls test reports and Xcode's Logs/Test results into test-results", async () => {
+      // Reports where the tools put them by default, with ios and java installed too.
+      const w = await rig.vm([
+        "exec",
+        ws,
+        "--",
+        "sh",
+        "-c",
+        `set -e; cd "$HOME"
+mk() { mkdir -p "$(dirname "$1")"; printf '%s' "$2" > "$1"; }
+mk workspace/app/build/test-results/test/TEST-x.xml "<testsuite name='x'/>"
+mk workspace/svc/target/surefire-reports/TEST-com.example.SvcTest.xml "<testsuite name='svc'/>"
+mk workspace/svc/target/site/jacoco/jacoco.xml "<report/>"
+mk workspace/app/build/reports/tests/test/index.html "not an artifact"
+L=Library/Developer/Xcode/DerivedData/App-abc/Logs
+mk $L/Test/Run.xcresult/Info.plist "<plist/>"
+mk $L/Test/Run.xcresult/Data/data.0 run
+mk $L/Test/LogStoreManifest.plist "<plist/>"
+mk $L/Build/Build.xcactivitylog no
+for e in ios java; do
+  printf '{"name":"%s","version":"1.0.0","installed_at":"2026-01-17T10:00:00Z"}' $e > .cal-env/$e.installed
+done`,
+      ]);
+      assert.equal(w.code, 0, show(w));
+      const r = await rig.sync(["sync", ws, "--json"]);
+      assert.equal(r.code, 0, show(r));
+      const got = Object.fromEntries(
+        r.records.filter((x) => x.new).map((x) => [
+          String(x.source).slice(home.length + 1),
+          [relative(out, String(x.path)), x.pattern_from],
+        ]),
+      );
+      assert.deepEqual(got, {
+        "workspace/app/build/test-results/test/TEST-x.xml": [
+          "test-results/TEST-x.xml",
+          "android",
+        ],
+        "workspace/svc/target/surefire-reports/TEST-com.example.SvcTest.xml": [
+          "test-results/TEST-com.example.SvcTest.xml",
+          "java",
+        ],
+        "workspace/svc/target/site/jacoco/jacoco.xml": ["test-results/jacoco.xml", "java"],
+        "Library/Developer/Xcode/DerivedData/App-abc/Logs/Test/Run.xcresult": [
+          "test-results/Run.xcresult",
+          "config",
+        ],
+      });
+      assert.equal(
+        await Deno.readTextFile(join(out, "test-results/TEST-x.xml")),
+        "<testsuite name='x'/>",
+      );
+      assert.equal(
+        await Deno.readTextFile(join(out, "test-results/Run.xcresult/Data/data.0")),
+        "run",
+      );
     });
 
     it("a stopped workspace: sync says to start it (exit 4)", async () => {

@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  BUNDLE_EXTENSIONS,
   categoryOf,
   compile,
   destinationFor,
@@ -15,7 +16,8 @@ import {
   Selector,
   shortHash,
 } from "../lib/sync/patterns.ts";
-import { parseListing } from "../lib/sync/listing.ts";
+import { GUEST_ROOTS, LISTING_SCRIPT, parseListing, PRUNED } from "../lib/sync/listing.ts";
+import { CORE_DIR, loadDir } from "../lib/environments/registry.ts";
 import { plan, type SyncManifest } from "../lib/sync/pull.ts";
 import { hookScript } from "../lib/sync/hooks.ts";
 import { embeddedPlist, parsePlist, type PlistDict, writePlist } from "../lib/sync/plist.ts";
@@ -130,6 +132,107 @@ describe("artifact patterns", () => {
     assert.equal(categoryOf("repo/build.log"), "logs");
   });
 
+  it("sorts test reports and coverage into test-results, build logs into logs", () => {
+    for (
+      const t of [
+        "fastlane/test_output/report.junit",
+        "target/failsafe-reports/it.xml",
+        "Tests/TestResults/0f1e/results.xml",
+        "coverage/lcov.info",
+        "coverage/clover.xml",
+        "coverage/cobertura-coverage.xml",
+        "coverage/coverage-final.json",
+        "coverage.xml",
+        "coverage.json",
+        "coverage.lcov",
+        "TestResults/0f1e/coverage.cobertura.xml",
+        "target/site/jacoco/jacoco.xml",
+        "build/reports/jacoco/test/jacocoTestReport.xml",
+        "app/build/reports/coverage/test/debug/report.xml",
+      ]
+    ) {
+      assert.equal(categoryOf(`repo/${t}`), "test-results", t);
+    }
+    for (const l of ["msbuild.binlog", "build/Testing/Temporary/LastTest.log"]) {
+      assert.equal(categoryOf(`repo/${l}`), "logs", l);
+    }
+    for (const b of ["coverage/dist/app.js", "coverage/report.html", "pom.xml"]) {
+      assert.equal(categoryOf(`repo/${b}`), "builds", b);
+    }
+  });
+
+  it("the core environments take their tools' default test reports, coverage and logs", async () => {
+    const envs = (await loadDir(CORE_DIR, "core")).map((p) => p.manifest);
+    const selector = (name: string) => {
+      const e = envs.find((m) => m.name === name);
+      assert.ok(e, name);
+      return new Selector(patternSet([], [e]));
+    };
+    const cases: Record<string, [string, string][]> = {
+      android: [
+        ["app/build/test-results/testDebugUnitTest/TEST-com.example.AppTest.xml", "test-results"],
+        ["app/build/reports/coverage/test/debug/report.xml", "test-results"],
+        ["app/build/reports/jacoco/test/jacocoTestReport.xml", "test-results"],
+        ["app/build/outputs/androidTest-results/connected/TEST-Pixel-app-.xml", "test-results"],
+      ],
+      java: [
+        ["svc/build/test-results/test/TEST-com.example.SvcTest.xml", "test-results"],
+        ["svc/target/surefire-reports/TEST-com.example.SvcTest.xml", "test-results"],
+        ["svc/target/failsafe-reports/TEST-com.example.SvcIT.xml", "test-results"],
+        ["svc/build/reports/jacoco/test/jacocoTestReport.xml", "test-results"],
+        ["svc/target/site/jacoco/jacoco.xml", "test-results"],
+      ],
+      ios: [
+        ["App/build/reports/junit.xml", "test-results"],
+        ["App/fastlane/test_output/report.junit", "test-results"],
+      ],
+      node: [
+        ["web/junit.xml", "test-results"],
+        ["web/test-results.xml", "test-results"],
+        ["web/coverage/lcov.info", "test-results"],
+        ["web/coverage/clover.xml", "test-results"],
+        ["web/coverage/cobertura-coverage.xml", "test-results"],
+        ["web/coverage/coverage-final.json", "test-results"],
+      ],
+      python: [
+        ["lib/coverage.xml", "test-results"],
+        ["lib/coverage.json", "test-results"],
+        ["lib/coverage.lcov", "test-results"],
+      ],
+      flutter: [["app/coverage/lcov.info", "test-results"]],
+      dotnet: [
+        ["Api.Tests/TestResults/me_mac_2026-01-17_10_30_00.trx", "test-results"],
+        ["Api.Tests/TestResults/0f1e2d3c/coverage.cobertura.xml", "test-results"],
+        ["Api/msbuild.binlog", "logs"],
+      ],
+      cpp: [["lib/build/Testing/Temporary/LastTest.log", "logs"]],
+    };
+    for (const [env, files] of Object.entries(cases)) {
+      const s = selector(env);
+      for (const [rel, category] of files) {
+        assert.ok(s.match(rel), `${env} takes ${rel}`);
+        assert.equal(categoryOf(rel), category, rel);
+      }
+    }
+    // Artifacts, not every report, log or XML file in the repository.
+    for (const env of envs) {
+      const s = new Selector(patternSet([], [env]));
+      for (
+        const rel of [
+          "repo/npm-debug.log",
+          "repo/app/src/main/AndroidManifest.xml",
+          "repo/pom.xml",
+          "repo/app/build/reports/tests/testDebugUnitTest/index.html",
+          "repo/coverage/lcov-report/index.html",
+          "repo/app/build/test-results/test/binary/results.bin",
+          "repo/web/node_modules/pkg/junit.xml",
+        ]
+      ) {
+        assert.equal(s.match(rel), undefined, `${env.name} takes ${rel}`);
+      }
+    }
+  });
+
   it("gives a same-named artifact from another source a stable, distinct name", async () => {
     const taken = new Set(["builds/app-release.apk"]);
     const d1 = await destinationFor(
@@ -231,6 +334,77 @@ describe("guest listing and copy plan", () => {
       third.planned.filter((p) => !p.synced).map((p) => p.candidate.path),
       ["workspace/b/app-release.apk", "workspace/a/Tests.xcresult"],
     );
+  });
+
+  it("the guest walk searches Xcode's Logs/Test, and still nothing else of DerivedData", async () => {
+    assert.ok(GUEST_ROOTS.includes("Library/Developer/Xcode/DerivedData/*/Logs/Test"));
+    const home = await Deno.makeTempDir();
+    try {
+      const files = [
+        "workspace/app/build/test-results/test/TEST-x.xml",
+        "Library/Developer/Xcode/DerivedData/App-abc/Logs/Test/Run.xcresult/Info.plist",
+        "Library/Developer/Xcode/DerivedData/App-abc/Logs/Test/Run.xcresult/Data/data.0",
+        "Library/Developer/Xcode/DerivedData/App-abc/Logs/Test/LogStoreManifest.plist",
+        "Library/Developer/Xcode/DerivedData/App-abc/Logs/Build/x.xcactivitylog",
+        "Library/Developer/Xcode/DerivedData/App-abc/Index.noindex/DataStore/v5/units/u",
+        "Library/Developer/Xcode/DerivedData/App-abc/SourcePackages/checkouts/pkg/Info.plist",
+        "Library/Developer/Xcode/DerivedData/My App-def/Logs/Test/Other.xcresult/Info.plist",
+        "Library/Developer/Xcode/DerivedData/App-abc/Build/Products/Debug/App.app/Info.plist",
+      ];
+      for (const f of files) {
+        await Deno.mkdir(join(home, f, ".."), { recursive: true });
+        await Deno.writeTextFile(join(home, f), "x");
+      }
+      const out = await new Deno.Command("perl", {
+        args: [
+          "-e",
+          LISTING_SCRIPT,
+          BUNDLE_EXTENSIONS.join(","),
+          PRUNED.join(","),
+          ...GUEST_ROOTS,
+        ],
+        env: { HOME: home },
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const l = parseListing(new TextDecoder().decode(out.stdout));
+      const D = "Library/Developer/Xcode/DerivedData";
+      assert.deepEqual(
+        l.candidates.map((c) => [c.type, c.path, c.rel, c.complete]).sort(),
+        [
+          ["bundle", `${D}/App-abc/Build/Products/Debug/App.app`, "Debug/App.app", true],
+          ["bundle", `${D}/App-abc/Logs/Test/Run.xcresult`, "Run.xcresult", true],
+          [
+            "file",
+            `${D}/App-abc/Logs/Test/LogStoreManifest.plist`,
+            "LogStoreManifest.plist",
+            true,
+          ],
+          ["bundle", `${D}/My App-def/Logs/Test/Other.xcresult`, "Other.xcresult", true],
+          [
+            "file",
+            "workspace/app/build/test-results/test/TEST-x.xml",
+            "app/build/test-results/test/TEST-x.xml",
+            true,
+          ],
+        ].sort(),
+      );
+      const run = l.candidates.find((c) => c.rel === "Run.xcresult")!;
+      assert.equal(run.files, 2);
+      // Sorted into test-results; the ios environment's `DerivedData/**` exclude is relative to
+      // the search root, so it does not hide Logs/Test.
+      const ios = patternSet(["*.xcresult", "*.app"], [{
+        name: "ios",
+        artifacts: { patterns: ["*.xcresult"], exclude: ["DerivedData/**"] },
+      }]);
+      const r = await plan(l, ios, { version: 1, items: {} }, () => false);
+      assert.deepEqual(r.planned.map((p) => p.dest).sort(), [
+        "builds/App.app",
+        "test-results/Other.xcresult",
+        "test-results/Run.xcresult",
+      ]);
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
   });
 
   it("never overwrites a host file it did not put there", async () => {

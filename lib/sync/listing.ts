@@ -16,6 +16,9 @@ export const GUEST_ROOTS = [
   "output",
   "Library/Developer/Xcode/Archives",
   "Library/Developer/Xcode/DerivedData/*/Build/Products",
+  // Where `xcodebuild test` and Xcode put result bundles when no -resultBundlePath is given.
+  // Only this folder of each project's DerivedData: never its Index.noindex, caches or packages.
+  "Library/Developer/Xcode/DerivedData/*/Logs/Test",
 ];
 
 /** Folders never entered: big, and never artifacts. */

@@ -11,8 +11,13 @@
  *   `.gradle/**`, `DerivedData/**` all exclude everything beneath).
  *
  * Sorting into the host's output folder (the spec's "Directory Structure (Host)"):
- * `.xcresult`, JUnit XML and `.trx` go to test-results/, `*.log` to logs/, everything else
- * (.ipa, .apk, .aab, .app, .xcarchive, .exe, .dll, ...) to builds/.
+ * - test-results/: `.xcresult`, `.trx`, `.junit` (fastlane scan), JUnit XML (a name with
+ *   `junit` or `TEST-*.xml`, or any XML in a test-results, surefire-reports, failsafe-reports,
+ *   test-reports, TestResults or junit folder), and coverage reports (`lcov.info`, `*.lcov`,
+ *   `clover.xml`, `coverage.xml`/`.json`, `coverage-final.json`, `*cobertura*.xml`, `jacoco*.xml`,
+ *   or any XML in a coverage or jacoco folder);
+ * - logs/: `*.log` and MSBuild's `*.binlog`;
+ * - builds/: everything else (.ipa, .apk, .aab, .app, .xcarchive, .exe, .dll, ...).
  */
 
 export type Category = "builds" | "test-results" | "logs";
@@ -203,24 +208,36 @@ export function isBundleName(name: string): boolean {
   return BUNDLE_EXTENSIONS.some((b) => b.toLowerCase() === ext);
 }
 
-const TEST_FOLDERS = new Set(["test-results", "surefire-reports", "test-reports", "junit"]);
+const TEST_FOLDERS = new Set([
+  "test-results",
+  "surefire-reports",
+  "failsafe-reports",
+  "test-reports",
+  "testresults",
+  "junit",
+]);
+const COVERAGE_FOLDERS = new Set(["coverage", "jacoco"]);
+/** Coverage reports by name: lcov, Clover, Cobertura, JaCoCo, Istanbul's JSON, coverage.py's. */
+const COVERAGE_NAME =
+  /^(?:lcov\.info|.+\.lcov|clover\.xml|coverage(?:-final|-summary)?\.(?:xml|json)|.*cobertura.*\.xml|jacoco.*\.xml)$/;
 
 /** The host folder an artifact is sorted into. */
 export function categoryOf(rel: string): Category {
   const name = baseName(rel);
   const lower = name.toLowerCase();
   const ext = extension(name);
-  if (ext === "xcresult" || ext === "trx") return "test-results";
+  if (ext === "xcresult" || ext === "trx" || ext === "junit") return "test-results";
+  if (COVERAGE_NAME.test(lower)) return "test-results";
   if (ext === "xml") {
     const folders = rel.split("/").slice(0, -1).map((s) => s.toLowerCase());
     if (
       /junit/.test(lower) || /^test-.*\.xml$/.test(lower) ||
-      folders.some((f) => TEST_FOLDERS.has(f))
+      folders.some((f) => TEST_FOLDERS.has(f) || COVERAGE_FOLDERS.has(f))
     ) {
       return "test-results";
     }
   }
-  if (ext === "log") return "logs";
+  if (ext === "log" || ext === "binlog") return "logs";
   return "builds";
 }
 

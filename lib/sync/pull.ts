@@ -9,8 +9,9 @@
  * - `workspace/` (the cloned repositories),
  * - `output/` (a plain folder some agents write to; skipped when it is a link),
  * - `Library/Developer/Xcode/Archives/` (where `xcodebuild archive` puts archives),
- * - `Library/Developer/Xcode/DerivedData/<project>/Build/Products/` (built apps and tests;
- *   nothing else of DerivedData),
+ * - `Library/Developer/Xcode/DerivedData/<project>/Build/Products/` (built apps and tests) and
+ *   `Library/Developer/Xcode/DerivedData/<project>/Logs/Test/` (the `.xcresult` bundles of test
+ *   runs without `-resultBundlePath`); nothing else of DerivedData,
  * never entering `.git`, `node_modules`, `.gradle`, `Pods`, `.venv`, `__pycache__`,
  * `.dart_tool` or `Intermediates.noindex`, and never following links.
  *
