@@ -43,11 +43,11 @@ export {
   environmentInfo,
   installEnvironments,
   listEnvironments,
-  listTemplates,
   removeEnvironment,
   updateEnvironments,
   verifyEnvironments,
 } from "./lib/environments/manage.ts";
+export { listTemplates } from "./lib/environments/records.ts";
 export { quick } from "./lib/quick.ts";
 export { syncWorkspace } from "./lib/sync/pull.ts";
 export { watch } from "./lib/sync/watch.ts";
