@@ -25,7 +25,13 @@ import { contextFor, detect, notInstalled } from "./manage.ts";
 import { launchEnv } from "./plugin.ts";
 
 import { getAgent } from "./registry.ts";
-import { askLaunch, banner, confirmationScreen, titleSequence } from "./screen.ts";
+import {
+  askLaunch,
+  banner,
+  type BannerState,
+  confirmationScreen,
+  titleSequence,
+} from "./screen.ts";
 
 export interface RunOptions {
   agent?: string;
@@ -133,6 +139,17 @@ export async function runAgent(
       snapshot = (await createSnapshot(name, undefined, config, out)).record.snapshot;
     }
   }
+  const interactiveTty = interactive && Deno.stderr.isTerminal();
+  const showBanner = (state: BannerState) => {
+    if (!interactiveTty) return;
+    const i = {
+      workspace: name,
+      environments: w.vm.environments ?? [],
+      sandbox: w.provider.name === "sandbox",
+    };
+    say(banner(i, state, Deno.consoleSize?.().columns ?? 80) + "\n");
+  };
+  showBanner("starting");
   if (!snapshot && !opts.noSnapshot) snapshot = (await autoSnapshot(name, config, out))?.snapshot;
   if (snapshot) {
     // The snapshot restarted the workspace: reconnect to its (possibly new) address.
@@ -173,21 +190,8 @@ export async function runAgent(
     ...(w.vm.github?.repos?.length ? { repo: ctx.workdir.split("/").pop() } : {}),
   };
   if (interactive) {
-    const tty = Deno.stderr.isTerminal();
-    if (tty) {
-      say(
-        titleSequence(name) +
-          banner(
-            {
-              workspace: name,
-              environments: w.vm.environments ?? [],
-              sandbox: w.provider.name === "sandbox",
-            },
-            "running",
-            Deno.consoleSize?.().columns ?? 80,
-          ) + "\n",
-      );
-    }
+    if (interactiveTty) say(titleSequence(name));
+    showBanner("running");
     const r = await launch(guest, {
       argv,
       cwd: ctx.workdir,
@@ -196,6 +200,11 @@ export async function runAgent(
       interactive: true,
     });
     const record: RunRecord = { ...base, exit: r.code, duration_s: seconds(t0) };
+    // Back in cal: red when the agent failed (Ctrl-C is not a failure), yellow while winding up.
+    showBanner(r.code !== 0 && r.code !== 130 ? "error" : "stopping");
+    if (r.code !== 0 && r.code !== 130 && interactiveTty) {
+      say(`${plugin.displayName} exited with code ${r.code}.\n`);
+    }
     if (canPrompt()) await afterSession(w, guest, ctx.workdir, snapshot, config, out);
     return record;
   }
@@ -228,7 +237,11 @@ function isolationWords(w: Loaded): string {
   return w.provider.name === "tart" ? "Host filesystem protected" : w.provider.isolation;
 }
 
-/** After an interactive session: keep, roll back, or name a snapshot (and commit hints). */
+/**
+ * After an interactive session: with changes in a cloned repository, commit them (and push, on
+ * request); then keep, roll back to the session snapshot, or save a named snapshot. What fails
+ * here is reported and the next question still comes; the agent's exit code stays cal's.
+ */
 async function afterSession(
   w: Loaded,
   guest: Guest,
@@ -238,14 +251,46 @@ async function afterSession(
   out: Output,
 ): Promise<void> {
   const name = w.vm.name;
+  const reported = async (step: () => Promise<void>) => {
+    try {
+      await step();
+    } catch (e) {
+      if (!(e instanceof CalError)) throw e;
+      out.error(e);
+    }
+  };
   const st = await guest.exec(["git", "-C", workdir, "status", "--porcelain"]).catch(() =>
     undefined
   );
   const changed = st && st.code === 0 ? st.stdout.split("\n").filter(Boolean).length : 0;
   const repo = (w.vm.github?.repos ?? []).find((r) => workdir.endsWith(`/workspace/${r.name}`));
   if (changed) say(`\n${changed} file(s) changed in ${workdir}.\n`);
+  if (changed && repo) {
+    say("[C]ommit   Commit and [P]ush   [L]eave them uncommitted ");
+    const key = await readKey();
+    say("\n");
+    if (key === "c" || key === "p") {
+      say("Commit message: ");
+      const message = (await readLine()).trim();
+      if (!message) say("No message: nothing was committed.\n");
+      else {
+        await reported(async () => {
+          // The GitHub workflow's own commit: never to a protected branch, never forced.
+          const push = key === "p";
+          const rs = await commit(name, { message, repo: repo.name, push }, config, out);
+          const r = rs.find((x) => x.kind === "repo");
+          if (r?.kind === "repo") {
+            say(
+              `Committed ${r.commit?.slice(0, 7)} on ${r.branch}${
+                r.pushed ? " and pushed it" : ""
+              }.\n`,
+            );
+          }
+        });
+      }
+    }
+  }
   const options = [
-    ...(changed && repo ? ["[C]ommit and push"] : []),
     "[K]eep changes",
     ...(snapshot ? [`[R]oll back to ${snapshot}`] : []),
     "[S]ave a named snapshot",
@@ -253,28 +298,19 @@ async function afterSession(
   say(`Session ended. ${options.join("   ")} `);
   const key = await readKey();
   say("\n");
-  if (key === "c" && changed && repo) {
-    say("Commit message: ");
-    const message = (await readLine()).trim();
-    if (message) {
-      // The GitHub workflow's own commit: never to a protected branch, never forced.
-      const rs = await commit(name, { message, repo: repo.name, push: true }, config, out);
-      const r = rs.find((x) => x.kind === "repo");
-      if (r?.kind === "repo") {
-        say(`Committed ${r.commit?.slice(0, 7)} on ${r.branch} and pushed it.\n`);
+  await reported(async () => {
+    if (key === "r" && snapshot) {
+      const { seconds } = await restoreSnapshot(name, snapshot, { force: true }, config, out);
+      say(`Restored to snapshot: ${snapshot} (${seconds} seconds)\n`);
+    } else if (key === "s") {
+      say("Snapshot name: ");
+      const label = (await readLine()).trim();
+      if (label) {
+        const { record } = await createSnapshot(name, label, config, out);
+        say(`Saved snapshot "${record.snapshot}".\n`);
       }
     }
-  } else if (key === "r" && snapshot) {
-    const { seconds } = await restoreSnapshot(name, snapshot, { force: true }, config, out);
-    say(`Restored to snapshot: ${snapshot} (${seconds} seconds)\n`);
-  } else if (key === "s") {
-    say("Snapshot name: ");
-    const label = (await readLine()).trim();
-    if (label) {
-      const { record } = await createSnapshot(name, label, config, out);
-      say(`Saved snapshot "${record.snapshot}".\n`);
-    }
-  }
+  });
 }
 
 async function readKey(): Promise<string> {
