@@ -101,7 +101,10 @@ export function program(ctx: Context): Command {
     p.command("restore").description("put a workspace back to a snapshot")
       .argument("<workspace>", "workspace name")
       .requiredOption("--name <snapshot>", "snapshot name")
-      .option("--force", "restore even if the guest has uncommitted or unpushed work"),
+      .option(
+        "--force",
+        "restore even if the guest has (or may have) uncommitted or unpushed work",
+      ),
   ).action(async (ws, o) => {
     const { record, seconds } = await restoreSnapshot(ws, o.name, o, await ctx.config(), out);
     out.records([record], ([r]) => `Restored to snapshot: ${r.snapshot} (${seconds} seconds)`);
@@ -110,7 +113,10 @@ export function program(ctx: Context): Command {
   outputOptions(
     p.command("rollback").description("restore the newest session-start snapshot")
       .argument("<workspace>", "workspace name")
-      .option("--force", "roll back even if the guest has uncommitted or unpushed work"),
+      .option(
+        "--force",
+        "roll back even if the guest has (or may have) uncommitted or unpushed work",
+      ),
   ).action(async (ws, o) => {
     const { record, seconds } = await rollback(ws, o, await ctx.config(), out);
     out.records([record], ([r]) => `Restored to snapshot: ${r.snapshot} (${seconds} seconds)`);

@@ -73,12 +73,12 @@ __cal_node() {
     args=(w)
     ;;
   ('snap restore')
-    opts=('--name:snapshot name' '--force:restore even if the guest has uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--name:snapshot name' '--force:restore even if the guest has (or may have) uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     vopts=(--name)
     args=(w)
     ;;
   ('snap rollback')
-    opts=('--force:roll back even if the guest has uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--force:roll back even if the guest has (or may have) uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     args=(w)
     ;;
   ('snap delete')
@@ -300,12 +300,12 @@ __cal_node() {
     args=(w)
     ;;
   ('isolation snapshot restore')
-    opts=('--name:snapshot name' '--force:restore even if the guest has uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--name:snapshot name' '--force:restore even if the guest has (or may have) uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     vopts=(--name)
     args=(w)
     ;;
   ('isolation snapshot rollback')
-    opts=('--force:roll back even if the guest has uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--force:roll back even if the guest has (or may have) uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     args=(w)
     ;;
   ('isolation snapshot delete')
@@ -327,7 +327,7 @@ __cal_node() {
     vopts=(--every --older-than --scheduler)
     ;;
   ('isolation rollback')
-    opts=('--force:roll back even if the guest has uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--force:roll back even if the guest has (or may have) uncommitted or unpushed work' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     args=(w)
     ;;
   ('isolation disk-usage')

@@ -2,12 +2,14 @@
  * Git safety: before cal throws a guest's disk away (restore, rollback, destroy), it looks for
  * work that exists only there: uncommitted changes and commits no remote has, in every repository
  * under the usual folders (linked worktrees included). Anything found is listed, and the
- * operation needs `--force` or a yes from a person at a terminal.
+ * operation needs `--force` or a yes from a person at a terminal; so does a restore over a
+ * workspace nobody can look into (stopped: its disk cannot be read; running but unreachable).
  */
 
 import { CalError, ExitCode } from "./errors.ts";
 import type { Guest } from "./guest/ssh.ts";
 import type { Output } from "./output.ts";
+import type { MachineState } from "./provider.ts";
 import { canPrompt, confirm } from "./prompt.ts";
 import { reason } from "./process.ts";
 import type { UnsavedWork } from "./records.ts";
@@ -97,31 +99,39 @@ export async function checkUnsavedWork(
 }
 
 /**
- * Refuses to go on while the guest holds unsaved work, or may (it is running but cannot be
- * reached), unless `force` or a person says yes. A stopped workspace goes on with a warning.
+ * Refuses to go on while the guest holds unsaved work, or may (it is stopped, so its disk cannot
+ * be read, or running but unreachable), unless `force` or a person says yes. A workspace whose
+ * machine is gone has nothing to lose.
  */
 export async function requireNoUnsavedWork(
   w: Loaded,
-  running: boolean,
+  state: MachineState | undefined,
   action: string,
   opts: { force?: boolean },
   out: Output,
 ): Promise<void> {
+  if (state === undefined) return;
   const name = w.vm.name;
-  const { found, unchecked } = await checkUnsavedWork(w, running, out);
-  if (opts.force || unchecked === "not running" || (!found.length && !unchecked)) return;
+  const { found, unchecked } = await checkUnsavedWork(w, state === "running", out);
+  if (opts.force || (!found.length && !unchecked)) return;
   const lose = unchecked ? "lose any unsaved work" : "lose it";
   if (canPrompt() && await confirm(`${action} anyway and ${lose}?`)) return;
-  const what = unchecked
-    ? `${action} might lose unsaved work in "${name}": it is running but cannot be reached, ` +
-      "so its repositories were not checked."
-    : `${action} would lose unsaved work in "${name}":\n${describeUnsaved(found)}`;
-  throw new CalError(what, {
-    code: "wrong-state",
-    exit: ExitCode.wrongState,
-    hint: unchecked
-      ? "Pass --force to go on without the check."
-      : "Commit and push it first (`cal-vm ssh " + name + "`), or pass --force to discard it.",
-    workspace: name,
-  });
+  const why = unchecked === "not running"
+    ? "it is not running, so its repositories could not be checked"
+    : "it is running but cannot be reached, so its repositories were not checked";
+  throw new CalError(
+    unchecked
+      ? `${action} might lose unsaved work in "${name}": ${why}.`
+      : `${action} would lose unsaved work in "${name}":\n${describeUnsaved(found)}`,
+    {
+      code: "wrong-state",
+      exit: ExitCode.wrongState,
+      hint: unchecked === "not running"
+        ? `Start it (\`cal-vm start ${name}\`) so cal can look, or pass --force to go on without.`
+        : unchecked
+        ? "Pass --force to go on without the check."
+        : "Commit and push it first (`cal-vm ssh " + name + "`), or pass --force to discard it.",
+      workspace: name,
+    },
+  );
 }

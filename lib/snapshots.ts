@@ -223,7 +223,7 @@ async function restoreLocked(
   }
   const info = await w.provider.get(w.machine);
   const wasRunning = info?.state === "running";
-  await requireNoUnsavedWork(w, wasRunning, `Restoring "${snapshot}"`, opts, out);
+  await requireNoUnsavedWork(w, info?.state, `Restoring "${snapshot}"`, opts, out);
   if (wasRunning) await stopMachine(w, true, out);
 
   const temp = restoringMachine(name);

@@ -192,7 +192,12 @@ function suite(provider: TestProvider) {
       const list = await rig.snap(["list", ws, "--json"]);
       const newestAuto = list.records.filter((r) => r.auto)
         .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)))[0];
-      const r = await rig.cal(["isolation", "rollback", ws, "--json"]);
+      // Stopped: its repositories cannot be looked into, so it takes --force (or a yes).
+      const refused = await rig.cal(["isolation", "rollback", ws, "--json"]);
+      assert.equal(refused.code, 4, show(refused));
+      assert.match(refused.stderr, /it is not running, so its repositories could not be checked/);
+      assert.match(refused.stderr, /cal-vm start .*--force/);
+      const r = await rig.cal(["isolation", "rollback", ws, "--force", "--json"]);
       assert.equal(r.code, 0, show(r));
       assert.equal(r.records[0].snapshot, newestAuto.snapshot);
     });
