@@ -29,7 +29,14 @@ export type ErrorCode =
   | "ssh-failed"
   | "timeout"
   | "interrupted"
-  | "failed";
+  | "failed"
+  // The GitHub workflow's cases, so a script can tell them apart within exit 1 and 4.
+  | "protected-branch"
+  | "branch-exists"
+  | "nothing-to-commit"
+  | "push-rejected"
+  | "network"
+  | "auth-failed";
 
 export class CalError extends Error {
   constructor(
@@ -62,8 +69,12 @@ export const usageError = (message: string, hint?: string) =>
 export const notFound = (message: string, hint?: string, workspace?: string) =>
   new CalError(message, { code: "not-found", exit: ExitCode.notFound, hint, workspace });
 
-export const wrongState = (message: string, hint?: string, workspace?: string) =>
-  new CalError(message, { code: "wrong-state", exit: ExitCode.wrongState, hint, workspace });
+export const wrongState = (
+  message: string,
+  hint?: string,
+  workspace?: string,
+  code: ErrorCode = "wrong-state",
+) => new CalError(message, { code, exit: ExitCode.wrongState, hint, workspace });
 
 /** Turns anything thrown into a CalError, keeping CalErrors as they are. */
 export function asCalError(e: unknown): CalError {

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PROVIDERS, Rig, show, type TestProvider } from "./rig_env.ts";
-import { argvSightings, getDenoDir, REPO } from "./helpers.ts";
+import { argvSightings, getDenoDir, parseNdjson, REPO } from "./helpers.ts";
 import {
   credentialHelper,
   ensureHostsEntries,
@@ -33,6 +33,10 @@ function useGhCredentialsForHttp(rig: Rig, ws: string) {
     credentialHelper(),
   ]);
 }
+
+/** The `code` of the error record a failed command printed on stderr. */
+const errorCode = (r: { stderr: string }) =>
+  parseNdjson(r.stderr).find((x) => x.kind === "error")?.code;
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
 /** Fine-grained tokens gh logs in with (no scopes to check) that lack a permission. */
@@ -199,6 +203,7 @@ function suite(provider: TestProvider) {
       const exists = await rig.gh(["clone", ws2, "--repo", "octo/app", "--new-branch", "taken"]);
       assert.equal(exists.code, 4, show(exists));
       assert.match(exists.stderr, /Branch "agent\/taken" already exists in octo\/app/);
+      assert.equal(errorCode(exists), "branch-exists");
       await rig.vm(["stop", ws2, "--force"]);
     });
 
@@ -367,6 +372,7 @@ function suite(provider: TestProvider) {
       ]);
       assert.equal(r.code, 4, show(r));
       assert.match(r.stderr, /"main" is a protected branch/);
+      assert.equal(errorCode(r), "protected-branch");
       assert.match(r.stderr, /git switch -c agent\//);
       assert.equal(gh.state.pushes.length, pushes, "nothing was pushed");
       const st = await rig.vm([
@@ -394,6 +400,7 @@ function suite(provider: TestProvider) {
       const r = await rig.gh(["commit", ws, "--message", "empty"]);
       assert.equal(r.code, 4, show(r));
       assert.match(r.stderr, /Nothing to commit/);
+      assert.equal(errorCode(r), "nothing-to-commit");
     });
 
     it("a rejected (non-fast-forward) push keeps the local commit; no force, no reset", async () => {
@@ -424,6 +431,7 @@ function suite(provider: TestProvider) {
       const r = await rig.gh(["commit", ws, "--message", "mine", "--push"]);
       assert.equal(r.code, 4, show(r));
       assert.match(r.stderr, /push was rejected/);
+      assert.equal(errorCode(r), "push-rejected");
       assert.equal(
         (await git(bare, "rev-parse", "refs/heads/agent/feature-work")).trim(),
         theirs,
@@ -439,6 +447,7 @@ function suite(provider: TestProvider) {
         const r = await rig.gh(["push", ws]);
         assert.equal(r.code, 1, show(r));
         assert.match(r.stderr, /cannot reach GitHub/);
+        assert.equal(errorCode(r), "network");
       } finally {
         await gh.state.setNetworkDown(false);
       }

@@ -146,7 +146,7 @@ export function ghError(what: string, r: RunResult, workspace: string): CalError
   }
   if (NETWORK.test(text)) {
     return new CalError(`${what}: the guest cannot reach GitHub (${line}).`, {
-      code: "failed",
+      code: "network",
       hint: "Check the workspace's network (`cal-vm health " + workspace + "`) and retry; " +
         "nothing was changed.",
       workspace,
@@ -158,6 +158,7 @@ export function ghError(what: string, r: RunResult, workspace: string): CalError
       "Nothing was lost. Integrate them in the guest (`cal-vm ssh " + workspace +
         " 'cd ~/workspace/REPO && git pull --rebase'`), then push again; cal never force-pushes.",
       workspace,
+      "push-rejected",
     );
   }
   if (
@@ -165,7 +166,7 @@ export function ghError(what: string, r: RunResult, workspace: string): CalError
       .test(text)
   ) {
     return new CalError(`${what}: GitHub refused the credentials (${line}).`, {
-      code: "failed",
+      code: "auth-failed",
       hint: `Log in inside the workspace: \`cal-gh auth login ${workspace}\` (or --token-stdin).`,
       workspace,
     });

@@ -122,6 +122,7 @@ export async function clone(
         `Branch "${newBranch}" already exists in ${o.repo}.`,
         `Check it out with --branch ${newBranch}, or pick another name. The clone is in ${dir}.`,
         name,
+        "branch-exists",
       );
     }
     const co = await git(guest, dir, ["checkout", "-b", newBranch]);
@@ -197,7 +198,7 @@ async function guardBranch(guest: Guest, dir: string, ws: string, config: Config
           branch === def ? " (the remote's default)" : ""
         }; cal never pushes to it.`,
       {
-        code: "wrong-state",
+        code: branch === "HEAD" ? "wrong-state" : "protected-branch",
         exit: ExitCode.wrongState,
         hint:
           `Move the work to a new branch and push that: \`cal-vm ssh ${ws} 'cd ${dir} && git switch -c agent/my-change'\`, then run the command again.`,
@@ -259,6 +260,7 @@ export async function commit(
       `Nothing to commit in ${r.name}: the working tree is clean.`,
       "Let the agent change something first, or push what is committed with `cal-gh push`.",
       name,
+      "nothing-to-commit",
     );
   }
   const add = await git(guest, dir, ["add", "-A"]);
