@@ -10,6 +10,7 @@ import type { Command } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import {
   type Context,
+  MAX_TIMEOUT_S,
   newContext,
   outputOptions,
   positiveInt,
@@ -116,7 +117,7 @@ export function program(ctx: Context): Command {
       .option(
         "--timeout <seconds>",
         "headless: stop the agent after this long (exit 124)",
-        positiveInt("--timeout"),
+        positiveInt("--timeout", MAX_TIMEOUT_S),
       )
       .option("--repo <name>", "the repository to work in (default: the first cloned)")
       .option("--no-snapshot", "skip the session-start snapshot"),

@@ -12,6 +12,7 @@ import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import {
   type Context,
+  MAX_TIMEOUT_S,
   namesOrStdin,
   newContext,
   outputOptions,
@@ -95,9 +96,9 @@ export function program(ctx: Context): Command {
   outputOptions(
     p.command("init").description("create a workspace: a new VM cloned from the base image")
       .argument("<name>", "workspace name (lowercase letters, digits, - _ .)")
-      .option("--cpu <n>", "CPU cores", positiveInt("--cpu"))
-      .option("--memory <mb>", "memory in MB", positiveInt("--memory"))
-      .option("--disk <gb>", "disk size in GB", positiveInt("--disk"))
+      .option("--cpu <n>", "CPU cores", positiveInt("--cpu", 1024))
+      .option("--memory <mb>", "memory in MB", positiveInt("--memory", 16 * 1024 * 1024))
+      .option("--disk <gb>", "disk size in GB", positiveInt("--disk", 1024 * 1024))
       .option("--image <ref>", "base image (default from config)")
       .option("--provider <name>", `where the workspace runs: ${PROVIDERS.join(", ")}`)
       .option(
@@ -148,7 +149,11 @@ export function program(ctx: Context): Command {
       .argument("<name>", "workspace name, or - for records on stdin")
       .option("--headless", "no window (the default)")
       .option("--vnc", "also start a VNC server for the GUI")
-      .option("--timeout <seconds>", "how long to wait for the guest", positiveInt("--timeout")),
+      .option(
+        "--timeout <seconds>",
+        "how long to wait for the guest",
+        positiveInt("--timeout", MAX_TIMEOUT_S),
+      ),
   ).action(async (name, o) => {
     for (const n of await namesOrStdin(name)) {
       const r = await start(n, await ctx.config(), { vnc: o.vnc, timeout: o.timeout }, out);

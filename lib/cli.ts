@@ -63,16 +63,23 @@ export function outputOptions<A extends any[], O extends OptionValues, G extends
     .option("--human", "print tables and text even when stdout is not a terminal");
 }
 
-/** A commander value parser for positive whole numbers (bad values are usage errors, exit 2). */
-export function positiveInt(what: string): (v: string) => number {
+/**
+ * A commander value parser for positive whole numbers up to `max` (bad values are usage errors,
+ * exit 2). The default bound keeps a value a safe integer; timers want a smaller one.
+ */
+export function positiveInt(what: string, max = Number.MAX_SAFE_INTEGER): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
     if (!/^\d+$/.test(v) || n <= 0) {
       throw new InvalidArgumentError(`${what} must be a positive whole number.`);
     }
+    if (n > max) throw new InvalidArgumentError(`${what} can be at most ${max}.`);
     return n;
   };
 }
+
+/** The longest a timeout in seconds can be: what a timer holds (2^31 - 1 ms, about 24 days). */
+export const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 
 /** Expands `-` into the names carried by records on stdin. */
 export async function namesOrStdin(name: string, field = "workspace"): Promise<string[]> {

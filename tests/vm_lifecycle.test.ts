@@ -256,6 +256,22 @@ function suite(provider: TestProvider) {
       assert.deepEqual(await rig.machineNames(), []);
     });
 
+    it("numbers out of range are usage errors, before anything is made", async () => {
+      const cases = [
+        ["vm", "init", "big", "--cpu", "99999999999999999999"],
+        ["vm", "init", "big", "--memory", "0"],
+        ["vm", "init", "big", "--disk", "-1"],
+        ["vm", "start", "big", "--timeout", "3000000"],
+        ["agent", "run", "big", "--prompt", "x", "--timeout", "3000000"],
+      ];
+      for (const args of cases) {
+        const r = await rig.cal(args);
+        assert.equal(r.code, 2, `${args.join(" ")}: ${show(r)}`);
+        assert.match(r.stderr, /must be a positive whole number|can be at most/);
+      }
+      assert.equal((await rig.vm(["status", "big"])).code, 3, "nothing was made");
+    });
+
     it("an unknown workspace is exit 3", async () => {
       for (const verb of ["start", "stop", "status", "ip", "health", "destroy"]) {
         const r = await rig.vm([verb, "nope"]);
