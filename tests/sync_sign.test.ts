@@ -250,6 +250,13 @@ describe("cal-sync sign", () => {
     const badProfile = await cal([...signArgs("--dry-run").slice(0, 8), junk, "--dry-run"]);
     assert.equal(badProfile.code, 2, show(badProfile));
     assert.match(badProfile.stderr, /not a provisioning profile/);
+    // What cannot be a profile is refused before it is read: a folder, a device.
+    for (const [what, path] of [["a folder", root], ["a device", "/dev/zero"]]) {
+      const r = await cal([...signArgs("--dry-run").slice(0, 8), path, "--dry-run"]);
+      assert.equal(r.code, 2, `${what}: ${show(r)}`);
+      assert.match(r.stderr, /is not a provisioning profile \(not a file\)/);
+      assert.match(r.stderr, /\.mobileprovision file itself/);
+    }
 
     // A profile for another app id.
     const text = new TextDecoder("latin1").decode(await Deno.readFile(PROFILE))

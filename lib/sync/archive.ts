@@ -41,7 +41,12 @@ export async function readArchive(path: string): Promise<Archive> {
         "Wait for the build to finish, or archive again.",
       );
     }
-    if (e instanceof PlistError) throw usageError(`${info} cannot be read: ${e.message}.`);
+    if (e instanceof PlistError) {
+      throw usageError(
+        `${info} cannot be read: ${e.message}.`,
+        "The archive is damaged or incomplete: archive again (`xcodebuild archive`), then sync it.",
+      );
+    }
     throw e;
   }
   const props = isDict(v) && isDict(v.ApplicationProperties) ? v.ApplicationProperties : undefined;

@@ -199,8 +199,15 @@ export function embeddedPlist(bytes: Uint8Array): string | undefined {
   return new TextDecoder().decode(bytes.subarray(start, end + endTag.length));
 }
 
+const MAX_PLIST_BYTES = 16 * 1024 * 1024;
+
 /** Reads a plist file: XML directly, binary through `plutil` (macOS). */
 export async function readPlistFile(file: string): Promise<PlistValue> {
+  // Archives come from the guest: a plist that is not a plain, plausible file is not read.
+  const st = await Deno.lstat(file);
+  if (!st.isFile || st.size > MAX_PLIST_BYTES) {
+    throw new PlistError(st.isFile ? "too large to be a plist" : "not a plain file");
+  }
   const bytes = await Deno.readFile(file);
   const head = new TextDecoder("latin1").decode(bytes.subarray(0, 8));
   let xml: string;

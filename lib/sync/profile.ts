@@ -5,7 +5,7 @@
  */
 
 import { join } from "node:path";
-import { usageError } from "../errors.ts";
+import { notFound, usageError } from "../errors.ts";
 import { homeDir } from "../paths.ts";
 import { run, which } from "../process.ts";
 import { embeddedPlist, isDict, parsePlist, type PlistValue } from "./plist.ts";
@@ -118,4 +118,27 @@ export function profileDirs(): string[] {
     join(homeDir(), "Library", "Developer", "Xcode", "UserData", "Provisioning Profiles"),
     join(homeDir(), "Library", "MobileDevice", "Provisioning Profiles"),
   ];
+}
+
+/** A profile is a few KB: anything past this is not one (and is not read into memory). */
+const MAX_PROFILE_BYTES = 1024 * 1024;
+
+/** Reads a .mobileprovision file, refusing what cannot be one (a folder, a device, a huge file). */
+export async function readProfileFile(path: string): Promise<Uint8Array> {
+  const st = await Deno.stat(path).catch((e) => {
+    if (e instanceof Deno.errors.NotFound) {
+      throw notFound(
+        `No provisioning profile at ${path}.`,
+        "Download it from the Apple Developer portal (Profiles), or pass the right path.",
+      );
+    }
+    throw e;
+  });
+  if (!st.isFile || st.size > MAX_PROFILE_BYTES) {
+    throw usageError(
+      `${path} is not a provisioning profile (${st.isFile ? "too large" : "not a file"}).`,
+      "Pass the .mobileprovision file itself, e.g. ~/Downloads/MyApp_AdHoc.mobileprovision.",
+    );
+  }
+  return await Deno.readFile(path);
 }

@@ -26,7 +26,14 @@ import type { ArtifactRecord, SignPlanRecord } from "../records.ts";
 import { readVm } from "../store.ts";
 import { readArchive } from "./archive.ts";
 import { writePlist } from "./plist.ts";
-import { coversBundle, type Method, parseProfile, type Profile, profileDirs } from "./profile.ts";
+import {
+  coversBundle,
+  type Method,
+  parseProfile,
+  type Profile,
+  profileDirs,
+  readProfileFile,
+} from "./profile.ts";
 
 export interface Identity {
   sha1: string;
@@ -102,18 +109,7 @@ export async function planSigning(o: SignOptions, config: Config): Promise<SignS
   const profiles: Profile[] = [];
   for (const p of o.profiles) {
     const path = expandHome(p);
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw notFound(
-          `No provisioning profile at ${path}.`,
-          "Download it from the Apple Developer portal (Profiles), or pass the right path.",
-        );
-      }
-      throw e;
-    }
+    const bytes = await readProfileFile(path);
     const profile = await parseProfile(bytes, path);
     if (profile.expires && profile.expires.getTime() < Date.now()) {
       throw usageError(
