@@ -10,7 +10,7 @@ import type { Config } from "./config.ts";
 import { runAgent } from "./agents/run.ts";
 import { CalError } from "./errors.ts";
 import { reason } from "./process.ts";
-import { clone, commit } from "./github/repos.ts";
+import { checkRepoSlug, clone, commit } from "./github/repos.ts";
 import { init, start } from "./lifecycle.ts";
 import type { Output } from "./output.ts";
 import type { CalRecord } from "./records.ts";
@@ -39,6 +39,7 @@ export async function quick(
   config: Config,
   out: Output,
 ): Promise<CalRecord[]> {
+  const repoName = checkRepoSlug(o.repo); // before anything is made
   const records: CalRecord[] = [];
   if (!(await exists(paths.vmDir(name)))) {
     records.push(
@@ -49,7 +50,6 @@ export async function quick(
   if ((await w.provider.get(w.machine))?.state !== "running") {
     records.push(await start(name, config, {}, out));
   }
-  const repoName = o.repo.split("/").pop()!.replace(/\.git$/, "");
   w = await load(name);
   if (!(w.vm.github?.repos ?? []).some((r) => r.name === repoName)) {
     records.push(

@@ -1,7 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigFile, layer } from "../lib/config.ts";
-import { isProtected } from "../lib/github/repos.ts";
+import { checkRepoSlug, isProtected } from "../lib/github/repos.ts";
+import { CalError } from "../lib/errors.ts";
 import { parseYaml } from "../lib/yaml.ts";
 
 describe("protected branches", () => {
@@ -16,5 +17,42 @@ describe("protected branches", () => {
       assert.equal(isProtected(b, config, "trunk"), true, b);
     }
     assert.equal(isProtected("agent/feature", config, "trunk"), false);
+  });
+});
+
+describe("--repo OWNER/REPO", () => {
+  it("takes GitHub's names, and gives the repository's", () => {
+    assert.equal(checkRepoSlug("octo/app"), "app");
+    assert.equal(checkRepoSlug("octo-org/my.repo_x"), "my.repo_x");
+    assert.equal(checkRepoSlug("Octo9/app.git"), "app");
+  });
+
+  it("refuses what gh would misread or what would leave ~/workspace (exit 2)", () => {
+    const bad = [
+      "../x",
+      "-uhelp/x",
+      "-/-",
+      "o/..",
+      "o/.",
+      "o/.git",
+      "o/-x",
+      "a/b/c",
+      "",
+      "octo",
+      "octo/",
+      "oc--to/x",
+      "octo-/x",
+      "x".repeat(40) + "/a",
+      "octo/" + "a".repeat(101),
+      "octo/a b",
+      "octo/$(id)",
+    ];
+    for (const slug of bad) {
+      assert.throws(
+        () => checkRepoSlug(slug),
+        (e: unknown) => e instanceof CalError && e.exit === 2,
+        JSON.stringify(slug),
+      );
+    }
   });
 });

@@ -17,7 +17,26 @@ import { repoState } from "./status.ts";
 import { reason } from "../process.ts";
 import { gh, ghError, git } from "./gh.ts";
 
-const SLUG = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+/**
+ * GitHub's rules for OWNER/REPO: an owner of letters, digits and single inner hyphens (at most
+ * 39); a repository of letters, digits, `.`, `_`, `-` (at most 100), not `.` or `..`, not
+ * starting with `-` (gh would read it as an option).
+ */
+const OWNER = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
+const REPO_NAME = /^(?!-)(?!\.{1,2}$)[A-Za-z0-9._-]{1,100}$/;
+
+/** Checks `--repo OWNER/REPO` before anything runs (exit 2); returns the repository's name. */
+export function checkRepoSlug(slug: string): string {
+  const [owner, repo, ...rest] = slug.split("/");
+  const name = (repo ?? "").replace(/\.git$/, "");
+  if (rest.length || !OWNER.test(owner) || !REPO_NAME.test(repo ?? "") || !REPO_NAME.test(name)) {
+    throw usageError(
+      `"${slug}" is not a GitHub repository (OWNER/REPO).`,
+      "Pass --repo OWNER/REPO, e.g. --repo octo/app.",
+    );
+  }
+  return name;
+}
 /** git's own rules for branch names, checked before git sees them. */
 const BRANCH =
   /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/-]+$/;
@@ -54,12 +73,7 @@ export async function clone(
   config: Config,
   out: Output,
 ): Promise<RepoRecord> {
-  if (!SLUG.test(o.repo)) {
-    throw usageError(
-      `"${o.repo}" is not owner/name.`,
-      "Pass --repo OWNER/REPO, e.g. --repo octo/app.",
-    );
-  }
+  const repoName = checkRepoSlug(o.repo);
   if (o.branch && o.newBranch) {
     throw usageError("--branch and --new-branch exclude each other.", "Pass one.");
   }
@@ -75,7 +89,6 @@ export async function clone(
   }
   const w = await load(name);
   const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
-  const repoName = o.repo.split("/")[1].replace(/\.git$/, "");
   if ((w.vm.github?.repos ?? []).some((r) => r.name === repoName)) {
     throw wrongState(
       `"${name}" already has a clone of ${repoName}.`,
