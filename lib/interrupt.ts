@@ -12,11 +12,20 @@ let running = false;
 async function handle() {
   if (running) return;
   running = true;
+  const undone = steps.length > 0;
   for (const step of steps.reverse()) {
     try {
       await step();
     } catch { /* keep cleaning what can be cleaned */ }
   }
+  const message = undone ? "Interrupted: cal undid what this command had begun." : "Interrupted.";
+  try {
+    let text = `error: ${message}\nRun the command again when you are ready.\n`;
+    if (!Deno.stdout.isTerminal()) {
+      text += JSON.stringify({ kind: "error", code: "interrupted", exit: 130, message }) + "\n";
+    }
+    Deno.stderr.writeSync(new TextEncoder().encode(text));
+  } catch { /* stderr closed */ }
   Deno.exit(130);
 }
 

@@ -204,15 +204,27 @@ export async function startMachine(
   }
   const logFile = join(paths.vmDir(name), "vm.log");
   out.event("start", `Starting ${w.machine}…`, { workspace: name });
-  const started = await w.provider.start(w.machine, {
-    outputDir,
-    logFile,
-    vnc: opts.vnc,
-    options: w.vm.options,
+  // Interrupted before the guest is ready: stop what this start began.
+  const dispose = onInterrupt(async () => {
+    if ((await w.provider.get(w.machine))?.state === "running") {
+      await w.provider.stop(w.machine, { timeoutSeconds: 0 });
+    }
   });
-  for (const warning of started.warnings ?? []) out.warn(warning, name);
-  const timeout = opts.timeout ?? config.vm.boot_timeout;
-  const ip = await waitReady(w, started, config, timeout, out, logFile);
+  let ip: string;
+  let started: StartResult;
+  try {
+    started = await w.provider.start(w.machine, {
+      outputDir,
+      logFile,
+      vnc: opts.vnc,
+      options: w.vm.options,
+    });
+    for (const warning of started.warnings ?? []) out.warn(warning, name);
+    const timeout = opts.timeout ?? config.vm.boot_timeout;
+    ip = await waitReady(w, started, config, timeout, out, logFile);
+  } finally {
+    dispose();
+  }
   if (opts.vnc) {
     const log = await Deno.readTextFile(logFile).catch(() => "");
     const url = log.slice(started.logOffset ?? 0).match(/vnc:\/\/\S+/)?.[0];

@@ -118,7 +118,7 @@ describe("a base image the registry does not have", () => {
   });
 });
 
-describe("a killed init", { skip: REAL_TART && "needs the fake tart's delay knob" }, () => {
+describe("a killed init or start", { skip: REAL_TART && "needs the fake tart's delay knob" }, () => {
   let rig: Rig;
   before(async () => (rig = await Rig.create()));
   after(async () => await rig.close());
@@ -152,6 +152,37 @@ describe("a killed init", { skip: REAL_TART && "needs the fake tart's delay knob
     assert.equal((await rig.vm(["status", n])).code, 3);
     const list = JSON.parse((await rig.tart(["list", "--format", "json"])).stdout);
     assert.ok(!list.some((v: { Name: string }) => v.Name === `cal-${n}`));
+  });
+
+  it("SIGINT during start: the machine it started is stopped, exit 130, said once", async () => {
+    const n = rig.name("half-started");
+    assert.equal((await rig.vm(["init", n])).code, 0);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), "start", n, "--json"],
+      env: { ...rig.env, DENO_DIR: await getDenoDir(), FAKE_TART_IP_DELAY: "30" },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("to get an IP address")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    child.kill("SIGINT");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    assert.equal((await child.status).code, 130, seen);
+    assert.match(seen, /Interrupted: cal undid what this command had begun/);
+    assert.match(seen, /"code":"interrupted"/);
+    assert.equal(seen.match(/^error: /gm)?.length, 1, seen);
+    const st = await rig.vm(["status", n, "--json"]);
+    assert.equal(st.records[0].state, "stopped", show(st));
+    assert.equal((await rig.vm(["destroy", n, "--yes"])).code, 0);
   });
 
   it("SIGKILL: the half-made workspace is reported and cleanable", async () => {
