@@ -10,21 +10,25 @@ import { dirname, join } from "node:path";
 import { z } from "zod";
 import { CalError, notFound } from "./errors.ts";
 import { calHome, paths } from "./paths.ts";
-import { validateName } from "./names.ts";
+import { NAME_PATTERN, validateName } from "./names.ts";
 import { parseYaml, toYaml } from "./yaml.ts";
 
+/** Names that end up in paths and machine names: never a path of their own. */
+const snapshotName = z.string().regex(NAME_PATTERN, "a snapshot name like `before-refactor`");
+const machine = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "a machine name like `cal-ws`");
+
 const Snapshot = z.strictObject({
-  name: z.string(),
+  name: snapshotName,
   created_at: z.string(),
   /** The provider's machine name for this snapshot. */
-  vm: z.string().optional(),
+  vm: machine.optional(),
   auto: z.boolean().optional(),
   /** The workspace's state when the snapshot was taken. */
   source_state: z.string().optional(),
 });
 
 const Repo = z.strictObject({
-  name: z.string(),
+  name: z.string().regex(/^(?!\.{1,2}$)[A-Za-z0-9._-]+$/, "a repository name like `app`"),
   url: z.string(),
   branch: z.string().optional(),
   cloned_at: z.string().optional(),
@@ -36,7 +40,7 @@ export const VmFile = z.strictObject({
   created_at: z.string(),
   provider: z.string().default("tart"),
   /** The provider's own name for the workspace's machine. */
-  vm: z.string().optional(),
+  vm: machine.optional(),
   /** `creating` until init has finished: a killed init leaves this behind, to be cleaned up. */
   status: z.enum(["creating", "ready"]).default("ready"),
   template: z.string().optional(),

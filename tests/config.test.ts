@@ -92,3 +92,33 @@ snapshots:
     assert.equal(vm.github?.repos?.[0].branch, "agent/refactor-auth");
   });
 });
+
+describe("vm.yaml names that end up in paths", () => {
+  it("refuses path-like snapshot, machine and repository names, at the line", () => {
+    const base = "name: ws\nbase_image: img\ncreated_at: now\n" +
+      "resources: { cpu: 1, memory: 1024, disk_size: 10 }\n";
+    for (
+      const [extra, where] of [
+        ["snapshots:\n  - { name: ../../../t/victim, created_at: now }\n", /snapshots\.0\.name/],
+        ["snapshots:\n  - { name: ok, created_at: now, vm: ../x }\n", /snapshots\.0\.vm/],
+        ["vm: /etc\n", /^vm\.yaml:5:\d+: vm:/],
+        ["github:\n  repos:\n    - { name: .., url: u }\n", /github\.repos\.0\.name/],
+      ] as const
+    ) {
+      assert.throws(() => parseYaml(base + extra, "vm.yaml", VmFile), (e: unknown) => {
+        assert.ok(e instanceof InvalidFile, String(e));
+        assert.match(e.message, where);
+        return true;
+      });
+    }
+    assert.equal(
+      parseYaml(
+        base + "snapshots:\n  - { name: session-2026-11-26-2356-2, created_at: now, " +
+          "vm: cal-ws--session-2026-11-26-2356-2 }\n",
+        "vm.yaml",
+        VmFile,
+      ).snapshots?.[0].name,
+      "session-2026-11-26-2356-2",
+    );
+  });
+});
