@@ -29,9 +29,33 @@ async function tokenFromStdin(): Promise<string> {
       "Pipe it: --token-stdin < token.txt.",
     );
   }
-  const token = (await new Response(Deno.stdin.readable).text()).trim();
+  // A token is at most a few hundred characters: read a little more than that, never all of a
+  // stream (`< /dev/zero`), and never say what was read.
+  const limit = 4096;
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  const reader = Deno.stdin.readable.getReader();
+  try {
+    while (n <= limit) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      n += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  const bytes = new Uint8Array(n);
+  chunks.reduce((at, c) => (bytes.set(c, at), at + c.byteLength), 0);
+  const token = new TextDecoder().decode(bytes.subarray(0, limit + 1)).trim();
   if (!token) {
     throw usageError("stdin held no token.", "Pipe the token: --token-stdin < token.txt.");
+  }
+  if (n > limit || !/^[\x21-\x7e]+$/.test(token)) {
+    throw usageError(
+      "What stdin held does not look like a GitHub token (too long, or spaces or control characters).",
+      "Pipe the token alone, e.g. `gh auth token | cal-gh auth login WS --token-stdin`.",
+    );
   }
   return token;
 }

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { ConfigFile, layer } from "../lib/config.ts";
 import { checkRepoSlug, isProtected } from "../lib/github/repos.ts";
 import { CalError } from "../lib/errors.ts";
+import { runTool, tempDir } from "./helpers.ts";
 import { parseYaml } from "../lib/yaml.ts";
 
 describe("protected branches", () => {
@@ -54,5 +55,21 @@ describe("--repo OWNER/REPO", () => {
         JSON.stringify(slug),
       );
     }
+  });
+});
+
+describe("auth login --token-stdin", () => {
+  it("refuses what cannot be a token, without saying what it was (exit 2)", async () => {
+    const home = await tempDir("cal-token-");
+    const env = { HOME: home, CAL_HOME: `${home}/.cal`, PATH: Deno.env.get("PATH") ?? "" };
+    for (const junk of ["ghp_with a space", "\u0000\u0000\u0000", "x".repeat(5000)]) {
+      const r = await runTool("cal-gh", ["auth", "login", "ws", "--token-stdin"], env, {
+        stdin: junk + "\n",
+      });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /does not look like a GitHub token/);
+      assert.ok(!r.stderr.includes("with a space") && !r.stderr.includes("xxxx"), r.stderr);
+    }
+    await Deno.remove(home, { recursive: true });
   });
 });
