@@ -75,6 +75,10 @@ export function cronTimes(every: string): string {
       }
       return n === 1 ? "0 * * * *" : `0 */${n} * * *`;
     case "d":
+      // Day-of-month steps restart each month, so this is "every n days" within a month.
+      if (n > 28) {
+        throw usageError(`cron cannot run every ${every}.`, "Use at most 28d, or 1w.");
+      }
       return n === 1 ? "0 3 * * *" : `0 3 */${n} * *`;
     default:
       if (n !== 1) {
@@ -86,10 +90,14 @@ export function cronTimes(every: string): string {
 
 export function intervalSeconds(every: string): number {
   const m = /^(\d+)([mhdw])$/.exec(every);
-  if (!m || Number(m[1]) < 1) {
-    throw usageError(`"${every}" is not an interval.`, "Use e.g. 30m, 6h, 1d or 1w.");
+  const seconds = m ? Number(m[1]) * { m: 60, h: 3600, d: 86400, w: 604800 }[m[2] as "m"] : 0;
+  if (!m || seconds < 60 || seconds > 366 * 86400) {
+    throw usageError(
+      `"${every}" is not an interval from a minute to a year.`,
+      "Use e.g. 30m, 6h, 1d or 1w.",
+    );
   }
-  return Number(m[1]) * { m: 60, h: 3600, d: 86400, w: 604800 }[m[2] as "m"];
+  return seconds;
 }
 
 export function cronLine(every: string, command: string[], logFile: string): string {

@@ -372,8 +372,18 @@ describe("scheduled cleanup", () => {
     }
   });
 
-  it("refuses intervals cron cannot express", async () => {
-    const r = await rig.snap(["schedule", "--every", "7m", "--print", "--scheduler", "cron"]);
-    assert.equal(r.code, 2, show(r));
+  it("refuses intervals cron cannot express, and absurd ones", async () => {
+    for (
+      const [every, scheduler] of [
+        ["7m", "cron"],
+        ["40d", "cron"],
+        ["99999999999999999999d", "cron"],
+        ["99999999999999999999d", "launchd"],
+        ["0m", "launchd"],
+      ]
+    ) {
+      const r = await rig.snap(["schedule", "--every", every, "--print", "--scheduler", scheduler]);
+      assert.equal(r.code, 2, `${every} (${scheduler}): ${show(r)}`);
+    }
   });
 });
