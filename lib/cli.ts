@@ -50,8 +50,26 @@ export function rootProgram(name: string, description: string): Command {
       writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
       // Parse errors are reported once, by runProgram, like every other error.
       outputError: () => {},
+    })
+    // `--agent ''` is a mistake, not "no agent": an option given a value needs a real one.
+    .hook("preAction", (_root, action) => {
+      for (const option of action.options) {
+        if (action.getOptionValue(option.attributeName()) === "") {
+          throw usageError(
+            `${option.long ?? option.short} was given an empty value.`,
+            `Give it a value, or leave it out: \`${commandPath(action)} --help\`.`,
+          );
+        }
+      }
     });
   return p as unknown as Command;
+}
+
+/** `cal-vm init`: the program and verb names of a command. */
+function commandPath(c: { name(): string; parent: { name(): string } | null }): string {
+  const names = [c.name()];
+  for (let at = c.parent; at; at = (at as typeof c).parent) names.unshift(at.name());
+  return names.join(" ");
 }
 
 /** Adds the output-mode flags every verb takes. */

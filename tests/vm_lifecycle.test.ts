@@ -272,6 +272,21 @@ function suite(provider: TestProvider) {
       assert.equal((await rig.vm(["status", "big"])).code, 3, "nothing was made");
     });
 
+    it("an option given an empty value is a usage error, not 'not given'", async () => {
+      const cases = [
+        ["vm", "init", "blank", "--agent", ""],
+        ["vm", "init", "blank", "--image", ""],
+        ["snap", "cleanup", "blank", "--older-than", ""],
+        ["gh", "clone", "blank", "--repo", "octo/app", "--new-branch", ""],
+      ];
+      for (const args of cases) {
+        const r = await rig.cal(args);
+        assert.equal(r.code, 2, `${args.join(" ")}: ${show(r)}`);
+        assert.match(r.stderr, /was given an empty value/);
+      }
+      assert.equal((await rig.vm(["status", "blank"])).code, 3, "nothing was made");
+    });
+
     it("an unknown workspace is exit 3", async () => {
       for (const verb of ["start", "stop", "status", "ip", "health", "destroy"]) {
         const r = await rig.vm([verb, "nope"]);
