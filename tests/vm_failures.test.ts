@@ -118,92 +118,96 @@ describe("a base image the registry does not have", () => {
   });
 });
 
-describe("a killed init or start", { skip: REAL_TART && "needs the fake tart's delay knob" }, () => {
-  let rig: Rig;
-  before(async () => (rig = await Rig.create()));
-  after(async () => await rig.close());
+describe(
+  "a killed init or start",
+  { skip: REAL_TART && "needs the fake tart's delay knob" },
+  () => {
+    let rig: Rig;
+    before(async () => (rig = await Rig.create()));
+    after(async () => await rig.close());
 
-  async function killDuringClone(n: string, signal: Deno.Signal) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), "init", n, "--json"],
-      env: { ...rig.env, DENO_DIR: await getDenoDir(), FAKE_TART_CLONE_DELAY: "30" },
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    // Wait until the clone has begun (its start event is on stderr), then kill cal.
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    while (!seen.includes('"event":"clone"')) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      seen += value;
+    async function killDuringClone(n: string, signal: Deno.Signal) {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), "init", n, "--json"],
+        env: { ...rig.env, DENO_DIR: await getDenoDir(), FAKE_TART_CLONE_DELAY: "30" },
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      // Wait until the clone has begun (its start event is on stderr), then kill cal.
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      while (!seen.includes('"event":"clone"')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += value;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      child.kill(signal);
+      reader.releaseLock();
+      await child.stderr.cancel().catch(() => {});
+      return await child.status;
     }
-    await new Promise((r) => setTimeout(r, 500));
-    child.kill(signal);
-    reader.releaseLock();
-    await child.stderr.cancel().catch(() => {});
-    return await child.status;
-  }
 
-  it("SIGINT: cal removes what it had made and exits 130", async () => {
-    const n = rig.name("interrupted");
-    const status = await killDuringClone(n, "SIGINT");
-    assert.equal(status.code, 130);
-    assert.equal((await rig.vm(["status", n])).code, 3);
-    const list = JSON.parse((await rig.tart(["list", "--format", "json"])).stdout);
-    assert.ok(!list.some((v: { Name: string }) => v.Name === `cal-${n}`));
-  });
+    it("SIGINT: cal removes what it had made and exits 130", async () => {
+      const n = rig.name("interrupted");
+      const status = await killDuringClone(n, "SIGINT");
+      assert.equal(status.code, 130);
+      assert.equal((await rig.vm(["status", n])).code, 3);
+      const list = JSON.parse((await rig.tart(["list", "--format", "json"])).stdout);
+      assert.ok(!list.some((v: { Name: string }) => v.Name === `cal-${n}`));
+    });
 
-  it("SIGINT during start: the machine it started is stopped, exit 130, said once", async () => {
-    const n = rig.name("half-started");
-    assert.equal((await rig.vm(["init", n])).code, 0);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), "start", n, "--json"],
-      env: { ...rig.env, DENO_DIR: await getDenoDir(), FAKE_TART_IP_DELAY: "30" },
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    while (!seen.includes("to get an IP address")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      seen += value;
-    }
-    child.kill("SIGINT");
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      seen += value;
-    }
-    assert.equal((await child.status).code, 130, seen);
-    assert.match(seen, /Interrupted: cal undid what this command had begun/);
-    assert.match(seen, /"code":"interrupted"/);
-    assert.equal(seen.match(/^error: /gm)?.length, 1, seen);
-    const st = await rig.vm(["status", n, "--json"]);
-    assert.equal(st.records[0].state, "stopped", show(st));
-    assert.equal((await rig.vm(["destroy", n, "--yes"])).code, 0);
-  });
+    it("SIGINT during start: the machine it started is stopped, exit 130, said once", async () => {
+      const n = rig.name("half-started");
+      assert.equal((await rig.vm(["init", n])).code, 0);
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), "start", n, "--json"],
+        env: { ...rig.env, DENO_DIR: await getDenoDir(), FAKE_TART_IP_DELAY: "30" },
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      while (!seen.includes("to get an IP address")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += value;
+      }
+      child.kill("SIGINT");
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += value;
+      }
+      assert.equal((await child.status).code, 130, seen);
+      assert.match(seen, /Interrupted: cal undid what this command had begun/);
+      assert.match(seen, /"code":"interrupted"/);
+      assert.equal(seen.match(/^error: /gm)?.length, 1, seen);
+      const st = await rig.vm(["status", n, "--json"]);
+      assert.equal(st.records[0].state, "stopped", show(st));
+      assert.equal((await rig.vm(["destroy", n, "--yes"])).code, 0);
+    });
 
-  it("SIGKILL: the half-made workspace is reported and cleanable", async () => {
-    const n = rig.name("killed");
-    await killDuringClone(n, "SIGKILL");
-    // The orphaned `tart clone` may still finish; either way cal must report and clean it.
-    const list = await rig.vm(["list", "--json"]);
-    const rec = list.records.find((r) => r.workspace === n);
-    assert.equal(rec?.state, "broken", show(list));
-    assert.match(String(rec?.problem), /init did not finish/);
-    const start = await rig.vm(["start", n]);
-    assert.equal(start.code, 4, show(start));
-    assert.match(start.stderr, /init was interrupted/);
-    const c = await rig.vm(["cleanup", "--yes"]);
-    assert.equal(c.code, 0, show(c));
-    assert.ok(c.records.some((r) => r.workspace === n));
-    assert.equal((await rig.vm(["status", n])).code, 3);
-    const init = await rig.vm(["init", n]);
-    assert.equal(init.code, 0, show(init));
-  });
-});
+    it("SIGKILL: the half-made workspace is reported and cleanable", async () => {
+      const n = rig.name("killed");
+      await killDuringClone(n, "SIGKILL");
+      // The orphaned `tart clone` may still finish; either way cal must report and clean it.
+      const list = await rig.vm(["list", "--json"]);
+      const rec = list.records.find((r) => r.workspace === n);
+      assert.equal(rec?.state, "broken", show(list));
+      assert.match(String(rec?.problem), /init did not finish/);
+      const start = await rig.vm(["start", n]);
+      assert.equal(start.code, 4, show(start));
+      assert.match(start.stderr, /init was interrupted/);
+      const c = await rig.vm(["cleanup", "--yes"]);
+      assert.equal(c.code, 0, show(c));
+      assert.ok(c.records.some((r) => r.workspace === n));
+      assert.equal((await rig.vm(["status", n])).code, 3);
+      const init = await rig.vm(["init", n]);
+      assert.equal(init.code, 0, show(init));
+    });
+  },
+);
 
 describe("the cal dispatcher", () => {
   let rig: Rig;
