@@ -129,7 +129,9 @@ async function tartRig() {
   report("snapshot restore: tart calls", String((await calls()) - before));
   await must(rig.vm(["stop", ws]));
   before = await calls();
-  const restoreStopped = await time(() => must(rig.snap(["restore", ws, "--name", "b1"])));
+  const restoreStopped = await time(() =>
+    must(rig.snap(["restore", ws, "--name", "b1", "--force"]))
+  );
   report("snapshot restore (stopped workspace): time", `${restoreStopped.toFixed(0)} ms`);
   report("snapshot restore (stopped): tart calls", String((await calls()) - before));
   await rig.close();
