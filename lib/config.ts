@@ -48,7 +48,11 @@ const Snapshots = z.strictObject({
   snapshot_prefix: z.string().optional(),
 });
 
-const AgentDefaults = z.strictObject({
+/**
+ * An agent's settings for every workspace (under each workspace's `agent_config`): the keys its
+ * plugin reads (`mode`, `allowed_tools`, `deny`, `model`...), which differ per agent.
+ */
+const AgentDefaults = z.looseObject({
   install_command: z.string().optional(),
   config_dir: z.string().optional(),
   default_mode: z.string().optional(),

@@ -19,11 +19,8 @@ for (const tool of tools) {
     join(repo, "deno.json"),
     "-n",
     tool,
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-run",
-    "--allow-sys",
+    // cal runs ssh, tart and bwrap, reads /proc and connects to its guests: all of it.
+    "--allow-all",
     ...extra,
     join(repo, "commands", `${tool}.ts`),
   ];

@@ -122,3 +122,26 @@ describe("vm.yaml names that end up in paths", () => {
     );
   });
 });
+
+describe("the global agents block", () => {
+  it("takes each agent's own settings, under the workspace's agent_config", async () => {
+    const { agentSettings } = await import("../lib/agents/manage.ts");
+    const file = parseYaml(
+      'agents:\n  claude-code:\n    mode: acceptEdits\n    allowed_tools: ["Bash(git:*)"]\n',
+      "config.yaml",
+      ConfigFile,
+    );
+    const config = layer(file);
+    const vm = parseYaml(
+      "name: ws\nbase_image: img\ncreated_at: now\n" +
+        "resources: { cpu: 1, memory: 1024, disk_size: 10 }\n" +
+        "agent_config:\n  claude-code: { mode: plan }\n",
+      "vm.yaml",
+      VmFile,
+    );
+    assert.deepEqual(agentSettings(vm, config, "claude-code"), {
+      mode: "plan",
+      allowed_tools: ["Bash(git:*)"],
+    });
+  });
+});

@@ -109,6 +109,23 @@ describe("sandbox isolation", { skip: !linux && "the sandbox provider needs Linu
     assert.doesNotMatch(new TextDecoder().decode(onHost.stdout), /mytool$|^\/usr\/local\/y$/m);
   });
 
+  it("/tmp is writable, and ~/.cargo/bin and ~/go/bin are on PATH (commands and login shells)", async () => {
+    const setup = "touch /tmp/x /var/tmp/y && mkdir -p ~/.cargo/bin ~/go/bin && " +
+      "printf '#!/bin/sh\\necho cargo-tool\\n' > ~/.cargo/bin/mycargo && " +
+      "printf '#!/bin/sh\\necho go-tool\\n' > ~/go/bin/mygo && chmod +x ~/.cargo/bin/mycargo ~/go/bin/mygo";
+    assert.equal((await rig.vm(["ssh", ws, setup])).code, 0);
+    const direct = await rig.vm(["ssh", ws, "mycargo && mygo"]);
+    assert.equal(direct.stdout, "cargo-tool\ngo-tool\n", show(direct));
+    const login = await rig.vm([
+      "ssh",
+      ws,
+      `"$SHELL" -l -c 'mycargo && mygo && cat <<EOF
+heredoc
+EOF'`,
+    ]);
+    assert.equal(login.stdout, "cargo-tool\ngo-tool\nheredoc\n", show(login));
+  });
+
   it("npm installs a package into the workspace's prefix, offline, and it runs", async () => {
     const make = [
       "set -e; mkdir -p ~/src/hello-cal/bin; cd ~/src/hello-cal",

@@ -207,6 +207,9 @@ export function bwrapArgs(spec: GuestSpec, command: string[]): string[] {
     "/proc",
     "--dev",
     "/dev",
+    // World-writable and sticky, as on any Unix: the guest user's tools write temp files.
+    "--perms",
+    "1777",
     "--tmpfs",
     "/tmp",
     "--tmpfs",
@@ -217,6 +220,8 @@ export function bwrapArgs(spec: GuestSpec, command: string[]): string[] {
     "/run/sshd",
     "--tmpfs",
     "/var",
+    "--perms",
+    "1777",
     "--dir",
     "/var/tmp",
   );

@@ -23,7 +23,8 @@ const SSH_HINT = "Install OpenSSH's client (`apt-get install openssh-client`; ma
  * profiles for `ssh host cmd`) and the environments' env file that cal writes.
  */
 export const PREAMBLE =
-  'export PATH="/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin:$HOME/.local/bin:$PATH"; ' +
+  'export PATH="/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin:$HOME/.local/bin:' +
+  '$HOME/.cargo/bin:$HOME/go/bin:$PATH"; ' +
   '[ -r "$HOME/.cal-env/env" ] && . "$HOME/.cal-env/env"; ';
 
 /** ssh's own failures (exit 255), as opposed to a remote command's exit code. */

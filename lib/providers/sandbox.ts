@@ -38,9 +38,13 @@ interface MachineFile {
   created_at: string;
 }
 
+const PROFILE =
+  'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$HOME/go/bin:/opt/homebrew/bin:/usr/local/bin:$PATH"\n';
+
 const SKELETON = {
-  ".profile":
-    'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$HOME/go/bin:/opt/homebrew/bin:$PATH"\n',
+  ".profile": PROFILE,
+  // Login shells: zsh (the guest's shell where the host has it) reads .zprofile, bash .profile.
+  ".zprofile": PROFILE,
   ".zshrc": "# cal sandbox guest\n",
   ".bashrc": "# cal sandbox guest\n",
   ".npmrc": "prefix=${HOME}/.local\n",
