@@ -18,10 +18,8 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 /** Stable machine-readable error codes, carried in `error` records. */
 export type ErrorCode =
   | "usage"
-  | "invalid-name"
   | "invalid-config"
   | "not-found"
-  | "already-exists"
   | "wrong-state"
   | "vm-limit"
   | "tool-missing"

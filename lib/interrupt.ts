@@ -21,7 +21,9 @@ async function handle() {
   const message = undone ? "Interrupted: cal undid what this command had begun." : "Interrupted.";
   try {
     let text = `error: ${message}\nRun the command again when you are ready.\n`;
-    if (!Deno.stdout.isTerminal()) {
+    // JSON mode as Output decides it: --json, or stdout not a terminal unless --human.
+    const args = Deno.args;
+    if (args.includes("--json") || (!Deno.stdout.isTerminal() && !args.includes("--human"))) {
       text += JSON.stringify({ kind: "error", code: "interrupted", exit: 130, message }) + "\n";
     }
     Deno.stderr.writeSync(new TextEncoder().encode(text));
