@@ -11,6 +11,7 @@ import pc from "picocolors";
 import {
   type Context,
   MAX_TIMEOUT_S,
+  namesOrStdin,
   newContext,
   outputOptions,
   positiveInt,
@@ -52,7 +53,11 @@ export function program(ctx: Context): Command {
   outputOptions(
     p.command("list").alias("ls").description("the agents cal knows, and which are installed")
       .argument("<workspace>", "workspace name"),
-  ).action(async (ws) => out.records(await listAgents(ws), agentTable));
+  ).action(async (ws) => {
+    const rs = [];
+    for (const n of await namesOrStdin(ws)) rs.push(...await listAgents(n));
+    out.records(rs, agentTable);
+  });
 
   outputOptions(
     p.command("install").description("install an agent in the workspace")

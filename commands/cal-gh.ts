@@ -10,6 +10,7 @@
 import { Command } from "@commander-js/extra-typings";
 import {
   type Context,
+  namesOrStdin,
   newContext,
   outputOptions,
   rootProgram,
@@ -191,7 +192,8 @@ export function program(ctx: Context): Command {
     )
       .argument("<workspace>", "workspace name"),
   ).action(async (ws) => {
-    const rs = await repoStatuses(ws);
+    const rs = [];
+    for (const n of await namesOrStdin(ws)) rs.push(...await repoStatuses(n));
     out.records(
       rs,
       (rs) => rs.length ? `Repos:\n${rs.map(repoText).join("\n")}` : "No repositories cloned.",

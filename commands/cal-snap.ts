@@ -93,8 +93,10 @@ export function program(ctx: Context): Command {
       .option("--all", "every workspace's snapshots"),
   ).action(async (ws, o) => {
     if (!ws && !o.all) throw usageError("Which workspace?", "Name one, or pass --all.");
-    const rs = await listSnapshots(o.all ? undefined : ws);
-    out.records(rs, (rs) => snapshotTable(rs, !!o.all));
+    const names = o.all ? [undefined] : await namesOrStdin(ws!);
+    const rs = [];
+    for (const n of names) rs.push(...await listSnapshots(n));
+    out.records(rs, (rs) => snapshotTable(rs, names.length !== 1 || !!o.all));
   });
 
   outputOptions(
@@ -178,13 +180,19 @@ export function program(ctx: Context): Command {
     p.command("disk-usage").description("disk used by the workspace's VM and its snapshots")
       .argument("<workspace>", "workspace name"),
   ).action(async (ws) => {
-    const u = await diskUsage(ws);
-    out.records([u], ([u]) =>
-      [
-        `VM:        ${u.vm_gb} GB`,
-        `Snapshots: ${u.snapshots_gb} GB (${u.snapshots} snapshot${u.snapshots === 1 ? "" : "s"})`,
-        `Total:     ${u.total_gb} GB`,
-      ].join("\n"));
+    const us = [];
+    for (const n of await namesOrStdin(ws)) us.push(await diskUsage(n));
+    out.records(us, (us) =>
+      us.map((u) =>
+        [
+          ...(us.length > 1 ? [`${u.workspace}:`] : []),
+          `VM:        ${u.vm_gb} GB`,
+          `Snapshots: ${u.snapshots_gb} GB (${u.snapshots} snapshot${
+            u.snapshots === 1 ? "" : "s"
+          })`,
+          `Total:     ${u.total_gb} GB`,
+        ].join("\n")
+      ).join("\n\n"));
   });
 
   outputOptions(

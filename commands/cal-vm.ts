@@ -212,20 +212,22 @@ export function program(ctx: Context): Command {
   outputOptions(
     p.command("ip").description("print a running workspace's IP address")
       .argument("<name>", "workspace name"),
-  ).action(async (name, o) => {
-    const w = await load(name);
-    const ep = await w.provider.endpoint(w.machine);
-    const info = ep ? undefined : await w.provider.get(w.machine);
-    if (!ep) {
-      throw wrongState(
-        `Workspace "${name}" has no IP address (${info?.state ?? "its machine is gone"}).`,
-        `Start it with \`cal-vm start ${name}\`.`,
-        name,
-      );
+  ).action(async (arg, o) => {
+    for (const name of await namesOrStdin(arg)) {
+      const w = await load(name);
+      const ep = await w.provider.endpoint(w.machine);
+      const info = ep ? undefined : await w.provider.get(w.machine);
+      if (!ep) {
+        throw wrongState(
+          `Workspace "${name}" has no IP address (${info?.state ?? "its machine is gone"}).`,
+          `Start it with \`cal-vm start ${name}\`.`,
+          name,
+        );
+      }
+      // A scalar, like `tart ip`: plain text unless --json is asked for explicitly.
+      if (o.json) out.record({ ...(await status(name)), ip: ep.host });
+      else out.raw(ep.host + "\n");
     }
-    // A scalar, like `tart ip`: plain text unless --json is asked for explicitly.
-    if (o.json) out.record({ ...(await status(name)), ip: ep.host });
-    else out.raw(ep.host + "\n");
   });
 
   p.command("ssh").description("open a shell in the workspace, or run one command line")

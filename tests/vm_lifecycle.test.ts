@@ -336,6 +336,19 @@ function suite(provider: TestProvider) {
       assert.equal(r.records[0].workspace, a);
       const bad = await rig.vm(["status", "-"], { stdin: '{"kind":"workspace"}\n' });
       assert.equal(bad.code, 2, show(bad));
+      // The listing verbs take them too.
+      const stdin = stopped.join("\n") + "\n";
+      const usage = await rig.snap(["disk-usage", "-"], { stdin });
+      assert.equal(usage.records[0]?.workspace, a, show(usage));
+      const snaps = await rig.snap(["list", "-"], { stdin });
+      assert.equal(snaps.code, 0, show(snaps));
+      // ... and answer as they do for the name itself.
+      for (const verb of [["agent", "list"], ["gh", "status"], ["vm", "ip"]]) {
+        const piped = await rig.cal([...verb, "-", "--json"], { stdin });
+        const named = await rig.cal([...verb, a, "--json"]);
+        assert.equal(piped.code, named.code, `${verb.join(" ")}: ${show(piped)}`);
+        assert.deepEqual(piped.records, named.records, verb.join(" "));
+      }
     });
 
     it("a closed pipe ends quietly", async () => {
