@@ -225,10 +225,9 @@ function suite(provider: TestProvider) {
       await calls();
     });
 
-    it("--timeout really stops the remote agent (exit 124)", async () => {
-      await rig.vm(["ssh", ws, "sed -i 's/}, 1500);/}, 60000);/' ~/.local/bin/gemini"]);
-      const t0 = Date.now();
-      const r = await rig.cal([
+    /** A headless gemini run that cal stops after 2 seconds. */
+    const runWithTimeout = (prompt: string) =>
+      rig.cal([
         "isolation",
         "run",
         ws,
@@ -236,11 +235,16 @@ function suite(provider: TestProvider) {
         "gemini",
         "--no-snapshot",
         "--prompt",
-        "slow",
+        prompt,
         "--timeout",
         "2",
         "--json",
       ], { env: env() });
+
+    it("--timeout really stops the remote agent (exit 124)", async () => {
+      await rig.vm(["ssh", ws, "sed -i 's/}, 1500);/}, 60000);/' ~/.local/bin/gemini"]);
+      const t0 = Date.now();
+      const r = await runWithTimeout("slow");
       assert.equal(r.code, 124, show(r));
       assert.ok(Date.now() - t0 < 30_000);
       assert.equal(r.records[0].timed_out, true);
@@ -265,19 +269,7 @@ function suite(provider: TestProvider) {
       try {
         await rig.vm(["ssh", ws, `printf '%s\\n' ${quoteArgs(lines)} > ~/.local/bin/gemini`]);
         const t0 = Date.now();
-        const r = await rig.cal([
-          "isolation",
-          "run",
-          ws,
-          "--agent",
-          "gemini",
-          "--no-snapshot",
-          "--prompt",
-          "tree",
-          "--timeout",
-          "2",
-          "--json",
-        ], { env: env() });
+        const r = await runWithTimeout("tree");
         assert.equal(r.code, 124, show(r));
         assert.equal(r.records[0].timed_out, true);
         assert.ok(Date.now() - t0 < 30_000, `took ${Date.now() - t0} ms`);

@@ -126,32 +126,45 @@ describe(
     before(async () => (rig = await Rig.create()));
     after(async () => await rig.close());
 
-    async function killDuringClone(n: string, signal: Deno.Signal) {
+    /**
+     * Runs `cal-vm ARGS --json` with a fake tart knob, waits until stderr shows `when`, sends
+     * `signal`, and returns the exit status and all of stderr.
+     */
+    async function interrupt(
+      args: string[],
+      knob: Record<string, string>,
+      when: string,
+      signal: Deno.Signal,
+    ): Promise<{ code: number; stderr: string }> {
       const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), "init", n, "--json"],
-        env: { ...rig.env, DENO_DIR: await getDenoDir(), FAKE_TART_CLONE_DELAY: "30" },
+        args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), ...args, "--json"],
+        env: { ...rig.env, DENO_DIR: await getDenoDir(), ...knob },
         stdout: "null",
         stderr: "piped",
       }).spawn();
-      // Wait until the clone has begun (its start event is on stderr), then kill cal.
       const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
       let seen = "";
-      while (!seen.includes('"event":"clone"')) {
+      let signalled = false;
+      for (;;) {
+        if (!signalled && seen.includes(when)) {
+          signalled = true;
+          await new Promise((r) => setTimeout(r, 300));
+          child.kill(signal);
+        }
         const { value, done } = await reader.read();
         if (done) break;
         seen += value;
       }
-      await new Promise((r) => setTimeout(r, 500));
-      child.kill(signal);
-      reader.releaseLock();
-      await child.stderr.cancel().catch(() => {});
-      return await child.status;
+      return { code: (await child.status).code, stderr: seen };
     }
+
+    const killDuringClone = (n: string, signal: Deno.Signal) =>
+      interrupt(["init", n], { FAKE_TART_CLONE_DELAY: "30" }, '"event":"clone"', signal);
 
     it("SIGINT: cal removes what it had made and exits 130", async () => {
       const n = rig.name("interrupted");
-      const status = await killDuringClone(n, "SIGINT");
-      assert.equal(status.code, 130);
+      const { code } = await killDuringClone(n, "SIGINT");
+      assert.equal(code, 130);
       assert.equal((await rig.vm(["status", n])).code, 3);
       const list = JSON.parse((await rig.tart(["list", "--format", "json"])).stdout);
       assert.ok(!list.some((v: { Name: string }) => v.Name === `cal-${n}`));
@@ -160,26 +173,13 @@ describe(
     it("SIGINT during start: the machine it started is stopped, exit 130, said once", async () => {
       const n = rig.name("half-started");
       assert.equal((await rig.vm(["init", n])).code, 0);
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), "start", n, "--json"],
-        env: { ...rig.env, DENO_DIR: await getDenoDir(), FAKE_TART_IP_DELAY: "30" },
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let seen = "";
-      while (!seen.includes("to get an IP address")) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        seen += value;
-      }
-      child.kill("SIGINT");
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        seen += value;
-      }
-      assert.equal((await child.status).code, 130, seen);
+      const { code, stderr: seen } = await interrupt(
+        ["start", n],
+        { FAKE_TART_IP_DELAY: "30" },
+        "to get an IP address",
+        "SIGINT",
+      );
+      assert.equal(code, 130, seen);
       assert.match(seen, /Interrupted: cal undid what this command had begun/);
       assert.match(seen, /"code":"interrupted"/);
       assert.equal(seen.match(/^error: /gm)?.length, 1, seen);
