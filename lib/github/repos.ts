@@ -167,6 +167,15 @@ export function isProtected(branch: string, config: Config, defaultBranch?: stri
     branch === defaultBranch;
 }
 
+/** The workspace, its chosen repository, the GitHub host, a guest connection and the repo's folder. */
+async function openRepo(name: string, o: { repo?: string; hostname?: string }, config: Config) {
+  const w = await load(name);
+  const r = pickRepo(w.vm, o.repo);
+  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
+  const guest = await connect(w);
+  return { w, r, host, guest, dir: repoDir(await guest.home(), r.name) };
+}
+
 /** The repository a command works on: named, or the only/first one. */
 function pickRepo(vm: VmFile, repo?: string) {
   const repos = vm.github?.repos ?? [];
@@ -259,11 +268,7 @@ export async function commit(
   if (!o.message.trim()) {
     throw usageError("The commit message is empty.", 'Pass --message "what changed".');
   }
-  const w = await load(name);
-  const r = pickRepo(w.vm, o.repo);
-  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
-  const guest = await connect(w);
-  const dir = repoDir(await guest.home(), r.name);
+  const { w, r, host, guest, dir } = await openRepo(name, o, config);
   const pushing = o.push || o.pr || config.github.auto_push;
   if (pushing) await guardBranch(guest, dir, name, config);
   const status = await git(guest, dir, ["status", "--porcelain"]);
@@ -337,11 +342,7 @@ export async function push(
   config: Config,
   out: Output,
 ): Promise<RepoRecord> {
-  const w = await load(name);
-  const r = pickRepo(w.vm, o.repo);
-  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
-  const guest = await connect(w);
-  const dir = repoDir(await guest.home(), r.name);
+  const { r, host, guest, dir } = await openRepo(name, o, config);
   await pushIn(guest, dir, name, config, host, out);
   return { ...await repoState(guest, name, r, dir), pushed: true };
 }
@@ -438,9 +439,6 @@ export async function pr(
   config: Config,
   out: Output,
 ): Promise<PullRequestRecord> {
-  const w = await load(name);
-  const r = pickRepo(w.vm, o.repo);
-  const host = hostOf(config, o.hostname) ?? w.vm.github?.host;
-  const guest = await connect(w);
-  return await prIn(w, guest, repoDir(await guest.home(), r.name), r.name, o, config, host, out);
+  const { w, r, host, guest, dir } = await openRepo(name, o, config);
+  return await prIn(w, guest, dir, r.name, o, config, host, out);
 }
