@@ -22,6 +22,18 @@ export interface GuestUser {
   password?: string;
 }
 
+/** The guest's account, as on Tart's macOS images: admin (501, staff) in /Users/admin. */
+export const MAC_ADMIN: GuestUser = {
+  name: "admin",
+  uid: 501,
+  gid: 20,
+  group: "staff",
+  home: "/Users/admin",
+};
+
+/** Writable system prefixes the guest installs into, as on a Mac. */
+export const MAC_PREFIXES = ["/opt/homebrew", "/usr/local"];
+
 export interface GuestSpec {
   /** The guest's writable state on the host (see `layout`). */
   stateDir: string;

@@ -26,7 +26,15 @@ import type {
   StartOptions,
   StartResult,
 } from "../provider.ts";
-import { bwrapArgs, type GuestSpec, layout, listening, prepareGuest } from "../guest/sandbox.ts";
+import {
+  bwrapArgs,
+  type GuestSpec,
+  layout,
+  listening,
+  MAC_ADMIN,
+  MAC_PREFIXES,
+  prepareGuest,
+} from "../guest/sandbox.ts";
 
 export const SANDBOX_ISOLATION = "Linux namespaces (bubblewrap), not a VM: the kernel is shared";
 
@@ -127,19 +135,12 @@ export class SandboxProvider implements Provider {
     const network = opts.network ?? this.readMachine(m)?.network ?? "host";
     return {
       stateDir: join(this.dir(m), "guest"),
-      user: {
-        name: "admin",
-        uid: 501,
-        gid: 20,
-        group: "staff",
-        home: "/Users/admin",
-        ...(root ? { password: "admin" } : {}),
-      },
+      user: { ...MAC_ADMIN, ...(root ? { password: "admin" } : {}) },
       hostname: m,
       listen: network === "none"
         ? { host: "127.0.0.1", port: root ? 22 : 2222 }
         : { host: addressOf(m), port: root ? 22 : portOf(m) },
-      prefixes: ["/opt/homebrew", "/usr/local"],
+      prefixes: MAC_PREFIXES,
       network,
       shares: opts.outputDir
         ? [{ host: opts.outputDir, guest: "/Volumes/My Shared Files/output" }]

@@ -8,7 +8,14 @@
 
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type GuestSpec, listening, prepareGuest, startGuest } from "../../lib/guest/sandbox.ts";
+import {
+  type GuestSpec,
+  listening,
+  MAC_ADMIN,
+  MAC_PREFIXES,
+  prepareGuest,
+  startGuest,
+} from "../../lib/guest/sandbox.ts";
 import {
   accessed,
   addressFor,
@@ -237,17 +244,10 @@ function guestSpec(
 ): GuestSpec {
   return {
     stateDir,
-    user: {
-      name: "admin",
-      uid: 501,
-      gid: 20,
-      group: "staff",
-      home: "/Users/admin",
-      password: "admin",
-    },
+    user: { ...MAC_ADMIN, password: "admin" },
     hostname,
     listen: { host: ip, port: 22 },
-    prefixes: ["/opt/homebrew", "/usr/local"],
+    prefixes: MAC_PREFIXES,
     shares,
   };
 }
