@@ -120,6 +120,18 @@ export function launchEnv(
   return { ...plugin.env, ...plugin.runEnv?.(ctx, run) };
 }
 
+/** The last line of an agent's output that parses as a JSON object (its result), if any. */
+// deno-lint-ignore no-explicit-any
+export function lastJsonObject(stdout: string): Record<string, any> | undefined {
+  const line = stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
+  if (!line) return undefined;
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Helpers for plugins: strings from settings, with defaults. */
 export function stringList(v: unknown, fallback: string[] = []): string[] {
   return Array.isArray(v) && v.every((x) => typeof x === "string") ? v as string[] : fallback;

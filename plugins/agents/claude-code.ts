@@ -6,6 +6,7 @@
 
 import {
   type AgentPlugin,
+  lastJsonObject,
   mergeOwnedList,
   type Owned,
   setPath,
@@ -122,20 +123,15 @@ const plugin: AgentPlugin = {
   },
 
   parseHeadless(stdout) {
-    const line = stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
-    if (!line) return {};
-    try {
-      const o = JSON.parse(line);
-      return {
-        session_id: o.session_id,
-        cost_usd: o.total_cost_usd,
-        permission_denials: o.permission_denials,
-        result: o.result,
-        is_error: o.is_error,
-      };
-    } catch {
-      return {};
-    }
+    const o = lastJsonObject(stdout);
+    if (!o) return {};
+    return {
+      session_id: o.session_id,
+      cost_usd: o.total_cost_usd,
+      permission_denials: o.permission_denials,
+      result: o.result,
+      is_error: o.is_error,
+    };
   },
 };
 

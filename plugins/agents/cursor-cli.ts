@@ -6,6 +6,7 @@
 
 import {
   type AgentPlugin,
+  lastJsonObject,
   mergeOwnedList,
   type Owned,
   str,
@@ -68,14 +69,8 @@ const plugin: AgentPlugin = {
   },
 
   parseHeadless(stdout) {
-    const line = stdout.trim().split("\n").reverse().find((l) => l.startsWith("{"));
-    if (!line) return {};
-    try {
-      const o = JSON.parse(line);
-      return { session_id: o.session_id, result: o.result, is_error: o.is_error };
-    } catch {
-      return {};
-    }
+    const o = lastJsonObject(stdout);
+    return o ? { session_id: o.session_id, result: o.result, is_error: o.is_error } : {};
   },
 };
 
