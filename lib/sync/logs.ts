@@ -9,6 +9,7 @@
 
 import { join, relative } from "node:path";
 import { paths } from "../paths.ts";
+import { isBundleName } from "./patterns.ts";
 import { readRange } from "./watch.ts";
 
 export interface LogFile {
@@ -31,7 +32,7 @@ export async function logFiles(workspace: string, dir: string): Promise<LogFile[
       if (e.name.startsWith(".")) continue;
       const p = join(d, e.name);
       // Bundles (.xcresult, .xcarchive) hold logs of their own, which are not build logs here.
-      if (e.isDirectory && !/\.(xcresult|xcarchive|app|dSYM|framework)$/i.test(e.name)) {
+      if (e.isDirectory && !isBundleName(e.name)) {
         await walk(p);
       } else if (e.isFile && e.name.endsWith(".log")) {
         found.push({ label: relative(dir, p), path: p });
