@@ -10,6 +10,7 @@
 import pc from "picocolors";
 import type { CalRecord, ErrorRecord, EventRecord } from "./records.ts";
 import { type CalError, usageError } from "./errors.ts";
+import { forTerminal } from "./terminal.ts";
 
 export type Mode = "json" | "human";
 
@@ -71,7 +72,7 @@ export class Output {
 
   /** Plain text to stdout, for people (ignored in JSON mode). */
   text(text: string): void {
-    if (!this.json) writeAll(Deno.stdout, text.endsWith("\n") ? text : text + "\n");
+    if (!this.json) writeAll(Deno.stdout, forTerminal(text.endsWith("\n") ? text : text + "\n"));
   }
 
   /** Raw bytes to stdout in any mode (used by commands whose output is the guest's own). */
@@ -91,21 +92,24 @@ export class Output {
       };
       writeAll(Deno.stderr, JSON.stringify(r) + "\n");
     } else {
-      writeAll(Deno.stderr, (this.stderrIsTerminal ? pc.dim("› ") : "") + message + "\n");
+      writeAll(
+        Deno.stderr,
+        (this.stderrIsTerminal ? pc.dim("› ") : "") + forTerminal(message) + "\n",
+      );
     }
   }
 
   /** A warning for people; an event record in JSON mode. */
   warn(message: string, workspace?: string): void {
     if (this.json) this.event("warning", message, workspace ? { workspace } : {});
-    else writeAll(Deno.stderr, pc.yellow("warning: ") + message + "\n");
+    else writeAll(Deno.stderr, pc.yellow("warning: ") + forTerminal(message) + "\n");
   }
 
   /** The error: two sentences on stderr, plus an `error` record in JSON mode. */
   error(e: CalError): void {
     const lines = [`${this.stderrIsTerminal ? pc.red("error: ") : "error: "}${e.message}`];
     if (e.hint) lines.push(e.hint);
-    let text = lines.join("\n") + "\n";
+    let text = forTerminal(lines.join("\n")) + "\n";
     if (this.json) {
       const r: ErrorRecord = {
         kind: "error",

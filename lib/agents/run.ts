@@ -23,8 +23,8 @@ import { configureAgent } from "./configure.ts";
 import { resolveCredentials } from "./credentials.ts";
 import { contextFor, detect, notInstalled } from "./manage.ts";
 import { launchEnv } from "./plugin.ts";
-
 import { getAgent } from "./registry.ts";
+import { safeLines } from "../terminal.ts";
 import {
   askLaunch,
   banner,
@@ -215,7 +215,8 @@ export async function runAgent(
     secrets: credentials,
     interactive: false,
     ...(opts.timeout ? { timeoutMs: opts.timeout * 1000 } : {}),
-    onStderr: (text) => out.json ? undefined : say(text),
+    // The agent's stderr is guest text: shown, never acted on by the terminal.
+    onStderr: (text) => out.json ? undefined : say(safeLines(text)),
   });
   const report = plugin.parseHeadless(r.stdout);
   return {
