@@ -20,7 +20,6 @@ const ctx = (settings: Record<string, unknown> = {}): AgentContext => ({
   settings,
   version: "2.1.0",
   credentials: ["ANTHROPIC_API_KEY"],
-  apiKeyTail: "abcdefghij0123456789",
 });
 const prompt = `Fix "it"; $(rm -rf ~) — ünï\nline 2`;
 
@@ -133,7 +132,7 @@ describe("agent config files", () => {
     assert.deepEqual(j.projects["/Users/admin/workspace/app"], { hasTrustDialogAccepted: true });
     assert.deepEqual(j.projects["/other"], { a: 1 });
     assert.deepEqual(j.mcpServers, { x: {} });
-    assert.deepEqual(j.customApiKeyResponses.approved, ["abcdefghij0123456789"]);
+    assert.equal(j.customApiKeyResponses, undefined, "no part of a key is written to the guest");
     const e = p.configure(ctx()).find((x) => x.path === ".claude.json")!;
     assert.equal(e.mode, 0o600);
   });

@@ -60,14 +60,12 @@ export async function contextFor(
   config: Config,
   opts: { repo?: string; version?: string; credentials?: Record<string, string> } = {},
 ): Promise<AgentContext> {
-  const key = opts.credentials?.ANTHROPIC_API_KEY;
   return {
     home: await guest.home(),
     workdir: await workdirOf(guest, w.vm, opts.repo),
     settings: agentSettings(w.vm, config, plugin.name),
     version: opts.version,
     credentials: Object.keys(opts.credentials ?? {}),
-    ...(key ? { apiKeyTail: key.slice(-20) } : {}),
   };
 }
 

@@ -61,8 +61,6 @@ export interface AgentContext {
   version?: string;
   /** Names of the credential variables the run will have (never their values). */
   credentials: string[];
-  /** The last 20 characters of an Anthropic API key, for Claude's key-approval record. */
-  apiKeyTail?: string;
 }
 
 export interface RunRequest {

@@ -87,11 +87,12 @@ const plugin: AgentPlugin = {
         },
       },
       {
-        // First-run gates: onboarding, per-project trust, the API key approval.
+        // First-run gates: onboarding and per-project trust. Never the API key's approval: Claude
+        // records it as the key's last 20 characters, and no part of a key goes into the guest.
         path: ".claude.json",
         format: "json",
         mode: 0o600,
-        edit(cur, before) {
+        edit(cur) {
           const owned: Owned = {};
           const next = structuredClone(cur);
           next.hasCompletedOnboarding = true;
@@ -99,12 +100,6 @@ const plugin: AgentPlugin = {
           setPath(next, "projects", { ...(next.projects as object ?? {}) });
           const projects = next.projects as Record<string, Record<string, unknown>>;
           projects[ctx.workdir] = { ...projects[ctx.workdir], hasTrustDialogAccepted: true };
-          if (ctx.apiKeyTail) {
-            mergeOwnedList(next, "customApiKeyResponses.approved", [ctx.apiKeyTail], before, owned);
-            if (!Array.isArray((next.customApiKeyResponses as Record<string, unknown>).rejected)) {
-              setPath(next, "customApiKeyResponses.rejected", []);
-            }
-          }
           return { next, owned };
         },
       },
