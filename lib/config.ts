@@ -9,6 +9,8 @@
 import { z } from "zod";
 import { paths } from "./paths.ts";
 import { readYamlFile } from "./yaml.ts";
+import { MODES, type NetworkMode } from "./network/policy.ts";
+import { entryProblem } from "./network/presets.ts";
 
 const positiveInt = z.number().int().positive();
 
@@ -58,6 +60,19 @@ const AgentDefaults = z.looseObject({
   default_mode: z.string().optional(),
 });
 
+/** A host pattern or `@preset` of an allow or deny list (lib/network/policy.ts), checked on load. */
+const NetworkPattern = z.string().superRefine((v, ctx) => {
+  const problem = entryProblem(v);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+
+/** `isolation.network`: the egress policy every workspace starts from. */
+const NetworkDefaults = z.strictObject({
+  mode: z.enum(MODES).optional(),
+  allow: z.array(NetworkPattern).optional(),
+  deny: z.array(NetworkPattern).optional(),
+});
+
 export const ConfigFile = z.strictObject({
   version: z.literal(1).optional(),
   isolation: z.strictObject({
@@ -67,6 +82,7 @@ export const ConfigFile = z.strictObject({
       output: OutputDefaults.optional(),
     }).optional(),
     snapshots: Snapshots.optional(),
+    network: NetworkDefaults.optional(),
   }).optional(),
   agents: z.record(z.string(), AgentDefaults).optional(),
   ui: z.strictObject({
@@ -104,6 +120,7 @@ export interface Config {
     snapshot_prefix: string;
   };
   agents: Record<string, z.infer<typeof AgentDefaults>>;
+  network: { mode: NetworkMode; allow: string[]; deny: string[] };
   ui: { theme: "auto" | "light" | "dark"; show_logs: boolean };
 }
 
@@ -152,6 +169,7 @@ export function builtinDefaults(): Config {
       snapshot_prefix: "session",
     },
     agents: {},
+    network: { mode: "allowlist", allow: [], deny: [] },
     ui: { theme: "auto", show_logs: true },
   };
 }
@@ -175,6 +193,7 @@ export function layer(file: ConfigFile | undefined): Config {
     output: overlay(base.output, iso?.defaults?.output),
     snapshots: overlay(base.snapshots, iso?.snapshots),
     agents: { ...base.agents, ...file?.agents },
+    network: overlay(base.network, iso?.network),
     ui: overlay(base.ui, file?.ui),
   };
 }

@@ -94,6 +94,8 @@ export interface AgentPlugin {
   parseVersion(output: string): string | undefined;
   /** Credential alternatives: each is a list of variables that together suffice. */
   credentials: string[][];
+  /** Hosts it needs (API, login, installer), for the egress policy's `@agent` preset. */
+  hosts?: string[];
   /** Non-secret environment for every run (self-updates off, telemetry off, ...). */
   env: Record<string, string>;
   /**

@@ -64,6 +64,8 @@ const plugin: AgentPlugin = {
   },
   versionArgs: ["--version"],
   parseVersion: (out) => /(\d+\.\d+\.\d+\S*)/.exec(out)?.[1],
+  /** Hosts the egress policy's @agent preset allows: the API, login and the native installer's downloads. */
+  hosts: ["api.anthropic.com", "claude.ai", "console.anthropic.com", "storage.googleapis.com"],
   credentials: [["ANTHROPIC_API_KEY"], ["CLAUDE_CODE_OAUTH_TOKEN"]],
   env: { DISABLE_AUTOUPDATER: "1", DISABLE_TELEMETRY: "1", DISABLE_ERROR_REPORTING: "1" },
 

@@ -44,6 +44,8 @@ const plugin: AgentPlugin = {
   },
   versionArgs: ["--version"],
   parseVersion: (out) => /(\d+\.\d+\.\d+\S*)/.exec(out)?.[1],
+  /** Hosts the egress policy's @agent preset allows: the API and ChatGPT login. */
+  hosts: ["api.openai.com", "auth.openai.com", "chatgpt.com"],
   credentials: [["OPENAI_API_KEY"]],
   env: {},
 

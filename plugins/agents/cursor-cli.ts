@@ -32,6 +32,8 @@ const plugin: AgentPlugin = {
   update: { script: "cursor-agent update || agent update", brew: "brew upgrade --cask cursor-cli" },
   versionArgs: ["--version"],
   parseVersion: (out) => /(\d{4}\.\d+\.\d+\S*|\d+\.\d+\.\d+\S*)/.exec(out)?.[1],
+  /** Hosts the egress policy's @agent preset allows: the API and the installer. */
+  hosts: ["cursor.com", "*.cursor.com", "*.cursor.sh", "downloads.cursor.com"],
   credentials: [["CURSOR_API_KEY"]],
   env: { NO_OPEN_BROWSER: "1" },
 

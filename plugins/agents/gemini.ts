@@ -53,6 +53,13 @@ const plugin: AgentPlugin = {
   },
   versionArgs: ["--version"],
   parseVersion: (out) => /(\d+\.\d+\.\d+\S*)/.exec(out)?.[1],
+  /** Hosts the egress policy's @agent preset allows: the API and Google login. */
+  hosts: [
+    "generativelanguage.googleapis.com",
+    "oauth2.googleapis.com",
+    "accounts.google.com",
+    "cloudcode-pa.googleapis.com",
+  ],
   credentials: [["GEMINI_API_KEY"]],
   env: {},
 

@@ -52,6 +52,15 @@ const plugin: AgentPlugin = {
   },
   versionArgs: ["--version"],
   parseVersion: (out) => /(\d+\.\d+\.\d+\S*)/.exec(out)?.[1],
+  /** Hosts the egress policy's @agent preset allows: its site and the providers it speaks to. */
+  hosts: [
+    "opencode.ai",
+    "*.opencode.ai",
+    "api.anthropic.com",
+    "api.openai.com",
+    "openrouter.ai",
+    "models.dev",
+  ],
   credentials: [["ANTHROPIC_API_KEY"], ["OPENAI_API_KEY"], ["OPENROUTER_API_KEY"]],
   env: { OPENCODE_DISABLE_AUTOUPDATE: "1" },
 
