@@ -34,6 +34,7 @@ import { quoteArgs } from "../lib/shell.ts";
 import { cleanup, destroy } from "../lib/teardown.ts";
 import { connect, load, type Loaded } from "../lib/workspace.ts";
 import type { Guest } from "../lib/guest/ssh.ts";
+import { netCommand } from "./vm_net.ts";
 
 function networkMode(v: string): "host" | "none" {
   if (v !== "host" && v !== "none") {
@@ -276,6 +277,7 @@ export function program(ctx: Context): Command {
     );
   });
 
+  p.addCommand(netCommand(ctx));
   return p;
 }
 

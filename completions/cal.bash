@@ -7,7 +7,7 @@ __cal_node() {
   cmds= opts= vopts= args=
   case $1 in
   '') cmds='vm snap env agent gh quick sync isolation' opts='-h --help -V --version' ;;
-  'vm') cmds='init start stop destroy list status ip ssh exec health cleanup' opts='-V --version -h --help' ;;
+  'vm') cmds='init start stop destroy list status ip ssh exec health cleanup net' opts='-V --version -h --help' ;;
   'vm init') opts='--cpu --memory --disk --image --provider --network --template --env --agent --json --human -h --help' vopts='--cpu --memory --disk --image --provider --network --template --env --agent' args='w' ;;
   'vm start') opts='--headless --vnc --timeout --json --human -h --help' vopts='--timeout' args='w' ;;
   'vm stop') opts='--force --json --human -h --help' args='w' ;;
@@ -19,6 +19,12 @@ __cal_node() {
   'vm exec') opts='-h --help' args='w n+' ;;
   'vm health') opts='--json --human -h --help' args='w' ;;
   'vm cleanup') opts='--stopped --all --cache -y --yes --json --human -h --help' ;;
+  'vm net') cmds='show allow deny mode log' opts='-h --help' ;;
+  'vm net show') opts='--json --human -h --help' args='w' ;;
+  'vm net allow') opts='--json --human -h --help' args='w n+' ;;
+  'vm net deny') opts='--json --human -h --help' args='w n+' ;;
+  'vm net mode') opts='--json --human -h --help' args='w c' ;;
+  'vm net log') opts='-f --follow --json --human -h --help' args='w' ;;
   'snap') cmds='create list restore rollback delete cleanup disk-usage schedule' opts='-V --version -h --help' ;;
   'snap create') opts='--name --auto --json --human -h --help' vopts='--name' args='w' ;;
   'snap list') opts='--all --json --human -h --help' args='w' ;;
@@ -135,6 +141,12 @@ __cal_child() {
   'vm/exec') child='vm exec' ;;
   'vm/health') child='vm health' ;;
   'vm/cleanup') child='vm cleanup' ;;
+  'vm/net') child='vm net' ;;
+  'vm net/show') child='vm net show' ;;
+  'vm net/allow') child='vm net allow' ;;
+  'vm net/deny') child='vm net deny' ;;
+  'vm net/mode') child='vm net mode' ;;
+  'vm net/log') child='vm net log' ;;
   'snap/create') child='snap create' ;;
   'snap/list'|'snap/ls') child='snap list' ;;
   'snap/restore') child='snap restore' ;;
@@ -227,6 +239,7 @@ __cal_child() {
 __cal_choices() {
   choices=
   case $1/$2 in
+  'vm net mode/#1') choices='allowlist open none' ;;
   'sync sign/--method') choices='development ad-hoc app-store enterprise debugging release-testing app-store-connect' ;;
   'isolation sign/--method') choices='development ad-hoc app-store enterprise debugging release-testing app-store-connect' ;;
   esac

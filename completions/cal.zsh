@@ -12,7 +12,7 @@ __cal_node() {
     opts=('-h:display help' '--help:display help' '-V:output the version number' '--version:output the version number')
     ;;
   ('vm')
-    cmds=('init:create a workspace: a new VM cloned from the base image' 'start:start a workspace and wait until SSH works' 'stop:flush the guest'\''s disks and stop the workspace' 'destroy:delete a workspace, its VM, its snapshots and metadata' 'list:list workspaces' 'status:show a workspace'\''s state, address, resources, agent, environments and repositories' 'ip:print a running workspace'\''s IP address' 'ssh:open a shell in the workspace, or run one command line' 'exec:run a program in the workspace, arguments passed exactly' 'health:check that a workspace is up and reachable' 'cleanup:remove half-made workspaces and machines left behind')
+    cmds=('init:create a workspace: a new VM cloned from the base image' 'start:start a workspace and wait until SSH works' 'stop:flush the guest'\''s disks and stop the workspace' 'destroy:delete a workspace, its VM, its snapshots and metadata' 'list:list workspaces' 'status:show a workspace'\''s state, address, resources, agent, environments and repositories' 'ip:print a running workspace'\''s IP address' 'ssh:open a shell in the workspace, or run one command line' 'exec:run a program in the workspace, arguments passed exactly' 'health:check that a workspace is up and reachable' 'cleanup:remove half-made workspaces and machines left behind' 'net:show and change a workspace'\''s network policy; read its log of connections')
     opts=('-V:output the version number' '--version:output the version number' '-h:display help' '--help:display help')
     ;;
   ('vm init')
@@ -58,6 +58,30 @@ __cal_node() {
     ;;
   ('vm cleanup')
     opts=('--stopped:also destroy every stopped workspace' '--all:destroy every workspace (running ones are stopped)' '--cache:also prune image caches unused for 30 days' '-y:do not ask for confirmation' '--yes:do not ask for confirmation' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    ;;
+  ('vm net')
+    cmds=('show:the mode and the rules in force' 'allow:let the workspace reach these hosts (no restart needed)' 'deny:refuse these hosts, whatever allows them' 'mode:allowlist (only the rules), open (any public host) or none' 'log:every connection the proxy allowed or refused')
+    opts=('-h:display help' '--help:display help')
+    ;;
+  ('vm net show')
+    opts=('--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    args=(w)
+    ;;
+  ('vm net allow')
+    opts=('--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    args=(w n+)
+    ;;
+  ('vm net deny')
+    opts=('--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    args=(w n+)
+    ;;
+  ('vm net mode')
+    opts=('--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    args=(w c)
+    ;;
+  ('vm net log')
+    opts=('-f:keep printing new connections until interrupted' '--follow:keep printing new connections until interrupted' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    args=(w)
     ;;
   ('snap')
     cmds=('create:snapshot a workspace (a running one is paused for the copy)' 'list:list a workspace'\''s snapshots (NAME CREATED SIZE)' 'restore:put a workspace back to a snapshot' 'rollback:restore the newest session-start snapshot' 'delete:delete a snapshot' 'cleanup:delete snapshots: auto ones beyond max_auto_snapshots and past auto_cleanup_after_days, or as the flags say' 'disk-usage:disk used by the workspace'\''s VM and its snapshots' 'schedule:run `cal-snap cleanup --all` periodically (launchd on macOS, cron elsewhere)')
@@ -485,6 +509,12 @@ __cal_child() {
   ('vm/exec') child='vm exec' ;;
   ('vm/health') child='vm health' ;;
   ('vm/cleanup') child='vm cleanup' ;;
+  ('vm/net') child='vm net' ;;
+  ('vm net/show') child='vm net show' ;;
+  ('vm net/allow') child='vm net allow' ;;
+  ('vm net/deny') child='vm net deny' ;;
+  ('vm net/mode') child='vm net mode' ;;
+  ('vm net/log') child='vm net log' ;;
   ('snap/create') child='snap create' ;;
   ('snap/list'|'snap/ls') child='snap list' ;;
   ('snap/restore') child='snap restore' ;;
@@ -576,6 +606,7 @@ __cal_child() {
 __cal_choices() {
   choices=()
   case $1/$2 in
+  ('vm net mode/#1') choices=('allowlist' 'open' 'none') ;;
   ('sync sign/--method') choices=('development' 'ad-hoc' 'app-store' 'enterprise' 'debugging' 'release-testing' 'app-store-connect') ;;
   ('isolation sign/--method') choices=('development' 'ad-hoc' 'app-store' 'enterprise' 'debugging' 'release-testing' 'app-store-connect') ;;
   esac

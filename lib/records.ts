@@ -209,7 +209,9 @@ export type CalRecord =
   | ArtifactRecord
   | HookRecord
   | LogRecord
-  | SignPlanRecord;
+  | SignPlanRecord
+  | NetworkRecord
+  | ConnectionRecord;
 
 /** A development environment: known to cal, and (with a workspace) its state in that guest. */
 export interface EnvironmentRecord {
@@ -307,4 +309,32 @@ export interface SignPlanRecord {
   /** Profiles copied to where Xcode looks for them (they were not installed). */
   install_profiles?: string[];
   dry_run: boolean;
+}
+
+/** A workspace's egress policy (`cal-vm net WS`): its mode and the rules in force. */
+export interface NetworkRecord {
+  kind: "network";
+  workspace: string;
+  mode: "allowlist" | "open" | "none";
+  /** Where the mode came from. */
+  mode_from: "workspace" | "config" | "default";
+  /** Rules with their source (`default @npm`, `config`, `workspace`...); deny wins. */
+  allow: { pattern: string; source: string }[];
+  deny: { pattern: string; source: string }[];
+  /** Whether the workspace's proxy is running now. */
+  proxy_running: boolean;
+}
+
+/** One connection the proxy allowed or refused (`cal-vm net log WS`). */
+export interface ConnectionRecord {
+  kind: "connection";
+  workspace: string;
+  time: string;
+  host: string;
+  port: number;
+  decision: "allowed" | "refused";
+  /** The rule that decided: a pattern, or mode:open, mode:none, not-allowed, host-local... */
+  rule: string;
+  source?: string;
+  reason?: string;
 }
