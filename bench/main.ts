@@ -6,12 +6,14 @@
  * - `tart` calls and SSH handshakes (logins accepted by the guest's sshd) per `start`, `status`,
  *   snapshot `create` and `restore`;
  * - `cal-vm exec` against a plain `ssh` to the same guest;
- * - the sandbox provider: create, start-to-SSH-ready, snapshot and restore times.
+ * - the sandbox provider: create, start-to-SSH-ready, snapshot and restore times;
+ * - the egress proxy against direct: 100 small requests and a large download (bench/proxy.ts).
  */
 
 import { join } from "node:path";
 import { Rig } from "../tests/rig_env.ts";
 import { getDenoDir, REPO } from "../tests/helpers.ts";
+import { proxyBench } from "./proxy.ts";
 
 const RUNS = Number(Deno.env.get("BENCH_RUNS") ?? 5);
 const rows: [string, string][] = [];
@@ -166,6 +168,7 @@ async function sandbox() {
 await getDenoDir();
 console.error(`cal bench (${REPO})`);
 await listWith50();
+await proxyBench(report);
 await tartRig();
 await sandbox();
 const width = Math.max(...rows.map(([w]) => w.length));
