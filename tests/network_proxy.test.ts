@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Address, type RunningProxy, startProxy } from "../lib/network/proxy.ts";
-import type { Entry } from "../lib/network/log.ts";
+import { DecisionLog, type Entry, readLog } from "../lib/network/log.ts";
 import type { NetworkMode, Policy } from "../lib/network/policy.ts";
 import { getDenoDir, REPO, runTool, tempDir } from "./helpers.ts";
 
@@ -248,6 +248,29 @@ describe("egress proxy (in-process)", () => {
   });
 });
 
+describe("decision log", () => {
+  it("rotates past its size bound and reads both files in order", async () => {
+    const dir = await tempDir();
+    try {
+      const log = new DecisionLog(join(dir, "network.log"), 1000);
+      for (let i = 0; i < 30; i++) {
+        log.write({ host: `h${i}.example`, port: 443, decision: "allowed", rule: "x" });
+      }
+      log.close();
+      const size = (await Deno.stat(join(dir, "network.log"))).size;
+      assert.ok(size <= 1000, `bounded (${size})`);
+      assert.ok((await Deno.stat(join(dir, "network.log.1"))).size <= 1000);
+      const entries = await readLog(join(dir, "network.log"));
+      assert.ok(entries.length > 10 && entries.length < 30, "older entries dropped");
+      assert.equal(entries.at(-1)!.host, "h29.example", "newest last");
+      const hosts = entries.map((e) => Number(e.host.slice(1, -8)));
+      assert.deepEqual(hosts, [...hosts].sort((a, b) => a - b), "oldest first");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
 describe("egress proxy with a token", () => {
   it("answers 407 without the token and serves with it", async () => {
     const local = localServer();
@@ -396,6 +419,19 @@ describe("the workspace's proxy process and cal-vm net", () => {
 
     const bad = await runTool("cal-vm", ["net", "allow", ws, "*"], env());
     assert.equal(bad.code, 2, "a bad pattern is a usage error");
+
+    // A damaged policy file closes the network (and says so) rather than opening it.
+    const file = join(vmDir(), "network.json");
+    const good = await Deno.readTextFile(file);
+    await Deno.writeTextFile(file, "{ not json");
+    assert.equal((await curl(target, proxyUrl)).status, 403);
+    const broken = await runTool("cal-vm", ["net", "log", ws, "--json"], env());
+    assert.equal(broken.records.at(-1)?.rule, "bad-policy");
+    const shownBroken = await runTool("cal-vm", ["net", ws], env());
+    assert.equal(shownBroken.code, 2);
+    assert.match(shownBroken.stderr, /network\.json is not a valid network policy/);
+    await Deno.writeTextFile(file, good);
+    assert.equal((await curl(target, proxyUrl)).status, 200);
   });
 
   it("net log --follow prints connections as they happen", async () => {
