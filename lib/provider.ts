@@ -92,10 +92,14 @@ export interface Provider {
    */
   checkCapacity(starting: string): Promise<void>;
   /**
-   * Puts a public key into the guest user's authorized_keys directly, for providers whose guest
-   * state cal can write (so no password is ever needed). Tart's guests learn the key over SSH.
+   * Authorizes a public key for the guest user's login directly, for providers whose guest's
+   * sshd cal configures (so no password is ever needed). Tart's guests learn the key over SSH.
    */
   authorizeKey?(name: string, publicKey: string): Promise<void>;
+  /** Paths of half-made machines killed copies left behind (for `cleanup`). */
+  leftovers?(): Promise<string[]>;
+  /** Removes one path `leftovers()` gave; refused when it is no longer a leftover. */
+  removeLeftover?(path: string): Promise<void>;
   /** Removes cached images unused for `days` days, where the provider keeps a cache. */
   pruneCache?(days: number): Promise<void>;
 }

@@ -115,12 +115,20 @@ export class Rig {
   }
 
   /**
-   * Breaks SSH into a running workspace the way an agent could: sshd's StrictModes ignores a
-   * world-writable authorized_keys. The shared connection is closed, so the next login fails.
+   * Breaks SSH into a running workspace the way an agent could on Tart: sshd's StrictModes
+   * ignores a world-writable authorized_keys. The shared connection is closed, so the next login
+   * fails.
    */
   async breakSsh(ws: string): Promise<void> {
-    const r = await this.vm(["ssh", ws, "chmod 666 ~/.ssh/authorized_keys"]);
-    if (r.code !== 0) throw new Error(`breakSsh: ${r.stderr}`);
+    if (this.provider === "sandbox") {
+      // The sandbox keeps cal's key outside the guest's reach: break it as damage on the host
+      // would, the same way.
+      const keys = ["isolation", "sandboxes", `cal-${ws}`, "ssh", "authorized_keys"];
+      await Deno.chmod(join(this.env.CAL_HOME, ...keys), 0o666);
+    } else {
+      const r = await this.vm(["ssh", ws, "chmod 666 ~/.ssh/authorized_keys"]);
+      if (r.code !== 0) throw new Error(`breakSsh: ${r.stderr}`);
+    }
     const cfg = join(this.env.CAL_HOME, "isolation", "vms", ws, "ssh", "config");
     await new Deno.Command("ssh", { args: ["-F", cfg, "-O", "exit", `cal-${ws}`], stderr: "null" })
       .output();

@@ -1,8 +1,9 @@
 /**
  * The sandbox provider's isolation, proved from inside: the host's home, cal's own checkout and
  * other workspaces are unreadable and unwritable; `rm -rf ~` inside harms nothing outside and a
- * snapshot brings it back; `--network none` cuts the network; a deleted machine folder is
- * reported and cleaned up.
+ * snapshot brings it back; `--network none` cuts the network; links the guest makes are never
+ * written through; a deleted machine folder or pid file is reported and cleaned up; killed
+ * copies are found as leftovers.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -10,6 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Rig, show } from "./rig_env.ts";
 import { REPO } from "./helpers.ts";
+import { SandboxProvider } from "../lib/providers/sandbox.ts";
 
 const linux = Deno.build.os === "linux";
 
@@ -52,7 +54,11 @@ describe("sandbox isolation", { skip: !linux && "the sandbox provider needs Linu
       "/root",
       "/work",
       "/home",
-      "/proc/1/root/etc",
+      // Through pid 1's root: the guest's own pid 1 may show its own root (whose /etc is the
+      // host's, read-only, by design), never the host's folders.
+      join("/proc/1/root", REPO),
+      "/proc/1/root/root",
+      join("/proc/1/root", rig.env.HOME),
     ];
     for (const t of targets) {
       const r = await rig.vm([
@@ -234,5 +240,113 @@ EOF'`,
     assert.equal(d.code, 0, show(d));
     assert.deepEqual(await processes(), [], "nothing of it still runs");
     assert.equal((await rig.vm(["status", n])).code, 3);
+  });
+
+  it("links the guest makes at ~/.ssh and ~/.ssh/authorized_keys are never written through (start, snapshot)", async () => {
+    const n = rig.name("linker");
+    assert.equal((await rig.vm(["init", n, "--provider", "sandbox"])).code, 0);
+    assert.equal((await rig.vm(["start", n])).code, 0);
+    const victimFile = join(rig.root, "victim.txt");
+    const victimDir = join(rig.root, "victim-dir");
+    await Deno.writeTextFile(victimFile, "host file\n");
+    await Deno.chmod(victimFile, 0o644);
+    await Deno.mkdir(victimDir);
+    await Deno.writeTextFile(join(victimDir, "kept.txt"), "host folder\n");
+    await Deno.chmod(victimDir, 0o755);
+    const past = new Date("2020-01-02T03:04:05Z");
+    for (const v of [victimFile, victimDir]) await Deno.utime(v, past, past);
+    const state = async (p: string) => {
+      const i = await Deno.lstat(p);
+      const entries = i.isDirectory
+        ? [...Deno.readDirSync(p)].map((e) => e.name).sort().join(",")
+        : await Deno.readTextFile(p);
+      return { mode: i.mode! & 0o7777, mtime: i.mtime?.getTime(), uid: i.uid, entries };
+    };
+    const before = { file: await state(victimFile), dir: await state(victimDir) };
+    const untouched = async (when: string) =>
+      assert.deepEqual(
+        { file: await state(victimFile), dir: await state(victimDir) },
+        before,
+        `a host victim changed (${when})`,
+      );
+    // The guest cannot see the host's paths, but its links name them all the same.
+    for (
+      const link of [
+        `mkdir -p ~/.ssh && rm -f ~/.ssh/authorized_keys && ln -s ${victimFile} ~/.ssh/authorized_keys`,
+        `rm -rf ~/.ssh && ln -s ${victimDir} ~/.ssh`,
+      ]
+    ) {
+      assert.equal((await rig.vm(["ssh", n, link])).code, 0);
+      assert.equal((await rig.vm(["stop", n])).code, 0);
+      const started = await rig.vm(["start", n]);
+      assert.equal(started.code, 0, show(started));
+      await untouched(`start after: ${link}`);
+      const snap = await rig.snap(["create", n, "--name", `s${Date.now()}`]);
+      assert.equal(snap.code, 0, show(snap));
+      await untouched(`snapshot of a running one after: ${link}`);
+      assert.equal((await rig.vm(["ssh", n, "true"])).code, 0, "cal's login needs no ~/.ssh");
+    }
+    assert.equal((await rig.vm(["destroy", n, "--yes", "--force"])).code, 0);
+    await untouched("destroy");
+  });
+
+  it("a missing run.pid still reads as running; destroy refuses, --force stops it before deleting", async () => {
+    const n = rig.name("nopid");
+    assert.equal((await rig.vm(["init", n, "--provider", "sandbox"])).code, 0);
+    assert.equal((await rig.vm(["start", n])).code, 0);
+    const dir = join(rig.env.CAL_HOME, "isolation", "sandboxes", `cal-${n}`);
+    const processes = async () => {
+      const found: number[] = [];
+      for await (const e of Deno.readDir("/proc")) {
+        const cmd = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
+        if (Number(e.name) && cmd.includes(dir + "/")) found.push(Number(e.name));
+      }
+      return found;
+    };
+    await Deno.remove(join(dir, "run.pid"));
+    const s = await rig.vm(["status", n, "--json"]);
+    assert.equal(s.records[0].state, "running", show(s));
+    const l = await rig.vm(["list", "--json"]);
+    assert.equal(l.records.find((r) => r.workspace === n)?.state, "running", show(l));
+    assert.equal((await rig.vm(["ssh", n, "true"])).code, 0, "still reachable");
+    // As for any running workspace: destroy refuses (its folder stays), --force stops it first.
+    const refused = await rig.vm(["destroy", n, "--yes"]);
+    assert.equal(refused.code, 4, show(refused));
+    assert.match(refused.stderr, /is running/);
+    assert.ok((await Deno.lstat(join(dir, "guest"))).isDirectory, "its folder is still there");
+    assert.equal((await rig.vm(["ssh", n, "true"])).code, 0, "and it still runs");
+    const d = await rig.vm(["destroy", n, "--yes", "--force"]);
+    assert.equal(d.code, 0, show(d));
+    assert.deepEqual(await processes(), [], "nothing of it still runs");
+    assert.equal(await Deno.lstat(dir).then(() => "there", () => "gone"), "gone");
+    assert.equal((await rig.vm(["status", n])).code, 3);
+  });
+
+  it("leftovers: killed copies and folders without machine.json, never a running machine", async () => {
+    const saved = Deno.env.get("CAL_HOME");
+    Deno.env.set("CAL_HOME", rig.env.CAL_HOME);
+    try {
+      const p = new SandboxProvider();
+      const root = p.root();
+      const dead = join(root, ".tmp-999999999-dead");
+      const busy = join(root, `.tmp-${Deno.pid}-busy`);
+      const half = join(root, "cal-half");
+      for (const d of [dead, busy, half]) await Deno.mkdir(join(d, "guest"), { recursive: true });
+      const found = await p.leftovers();
+      assert.ok(found.includes(dead) && found.includes(half), JSON.stringify(found));
+      assert.ok(!found.includes(busy), "a copy whose cal still runs is no leftover");
+      assert.ok(!found.some((f) => f.endsWith(`cal-${ws}`)), "a machine is no leftover");
+      await assert.rejects(p.removeLeftover(p.dir(`cal-${ws}`)), /not a leftover/);
+      await assert.rejects(p.removeLeftover(busy), /not a leftover/);
+      for (const f of [dead, half]) await p.removeLeftover(f);
+      for (const f of [dead, half]) {
+        assert.equal(await Deno.lstat(f).then(() => "there", () => "gone"), "gone");
+      }
+      assert.equal((await rig.vm(["ssh", ws, "true"])).code, 0, "the running machine is intact");
+      await Deno.remove(busy, { recursive: true });
+    } finally {
+      if (saved === undefined) Deno.env.delete("CAL_HOME");
+      else Deno.env.set("CAL_HOME", saved);
+    }
   });
 });

@@ -5,12 +5,22 @@
  * the guest's writable state (home, tool prefixes) lives in a folder on the host. The network
  * namespace is shared (or cut), and sshd listens on the guest's own address.
  *
- * Used by the Linux sandbox provider and by the test rig's fake `tart`, whose VMs are these.
+ * Three shapes, by who runs it:
+ * - as root with `hostId` (the sandbox provider): the guest runs as its own host uid, in a user
+ *   namespace that shows it as admin (501), exactly like the rootless shape; a private mount
+ *   namespace first makes the state folders reachable for that uid (see `guestCommand`);
+ * - rootless: the caller is mapped to the guest user;
+ * - as root without `hostId` (the test rig's fake `tart`, whose VMs are these): no user
+ *   namespace, sshd as root with the image's password login, as on a real Tart VM.
+ *
+ * The state folder's own layout (etc/, home/, root/) is never visible to the guest, only what is
+ * bound from it; what the guest writes (home, prefixes, shares) the host never follows.
  */
 
 import { join } from "node:path";
-import { CalError } from "../errors.ts";
+import { CalError, wrongState } from "../errors.ts";
 import { run, which } from "../process.ts";
+import { safeText } from "../terminal.ts";
 
 export interface GuestUser {
   name: string;
@@ -46,7 +56,22 @@ export interface GuestSpec {
   prefixes?: string[];
   /** "none" gives the guest a network namespace of its own with nothing in it. */
   network?: "host" | "none";
+  /**
+   * As root: the host uid and gid the guest runs as (shown inside as `user`'s), one per
+   * workspace so no two guests share an owner. Without it, root runs the guest as root's
+   * sandbox (the fake tart's VMs).
+   */
+  hostId?: { uid: number; gid: number };
+  /**
+   * A host folder holding `authorized_keys`: then those are the only keys sshd accepts, read
+   * from a read-only bind the guest cannot change (`KEYS_DIR`), and cal never writes into the
+   * guest's home for a login. Without it, the guest's own ~/.ssh/authorized_keys (as on Tart).
+   */
+  keysDir?: string;
 }
+
+/** Where the guest sees `keysDir`: under the read-only root, so sshd's StrictModes holds. */
+export const KEYS_DIR = "/.cal-ssh";
 
 /** Where things are inside a state folder. */
 export const layout = {
@@ -66,35 +91,102 @@ export function loginShell(): string {
   return "/bin/sh";
 }
 
-async function chownTree(path: string, uid: number, gid: number) {
+/** Root's shape without a user namespace (the fake tart's VMs). */
+const legacy = (spec: GuestSpec) => Deno.uid() === 0 && !spec.hostId;
+
+/** The host uid and gid that own what the guest writes; undefined when that is the caller. */
+function owner(spec: GuestSpec): { uid: number; gid: number } | undefined {
+  if (Deno.uid() !== 0) return undefined;
+  return spec.hostId ?? { uid: spec.user.uid, gid: spec.user.gid };
+}
+
+/**
+ * Gives a tree to uid:gid, as root, without following a link anywhere in it (-h -P: links are
+ * changed themselves, never traversed), and only when something in it is someone else's, so a
+ * start does not rewrite every file. For trees no guest process can change meanwhile.
+ */
+export async function ownTree(path: string, uid: number, gid: number): Promise<void> {
   if (Deno.uid() !== 0) return;
-  const r = await run("chown", ["-R", `${uid}:${gid}`, path]);
+  const stray = await run("find", [
+    "-P",
+    path,
+    "(",
+    "!",
+    "-uid",
+    String(uid),
+    "-o",
+    "!",
+    "-gid",
+    String(gid),
+    ")",
+    "-print",
+    "-quit",
+  ]);
+  if (stray.code === 0 && !stray.stdout.trim()) return;
+  const r = await run("chown", ["-R", "-h", "-P", `${uid}:${gid}`, "--", path]);
   if (r.code !== 0) throw new CalError(`chown ${path} failed: ${r.stderr.trim()}`);
+}
+
+/**
+ * Makes `base/rel` a real folder, checking every component from `base` down with lstat (a link
+ * is refused, never followed), so what cal creates or binds is what it means.
+ */
+export async function realDir(base: string, rel: string, mode = 0o755): Promise<string> {
+  await Deno.mkdir(base, { recursive: true }).catch(() => {}); // the base is cal's own
+  let path = base;
+  for (const part of ["", ...rel.split("/").filter(Boolean)]) {
+    path = part ? join(path, part) : path;
+    let info: Deno.FileInfo | undefined;
+    try {
+      info = await Deno.lstat(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (!info) {
+      await Deno.mkdir(path, { mode });
+      await Deno.chmod(path, mode); // not the umask's
+    } else if (info.isSymlink || !info.isDirectory) {
+      throw wrongState(
+        `${safeText(path)} is ${
+          info.isSymlink ? "a link" : "not a folder"
+        }; cal does not follow it.`,
+        "The machine's folder was changed outside cal: restore a snapshot, or delete the " +
+          "machine and create it again.",
+      );
+    }
+  }
+  return path;
 }
 
 /**
  * Creates the guest's state folder: its /etc overlay (accounts, SSH host keys, sshd_config),
  * its home and prefixes. Existing host keys are kept (a copied guest keeps its identity).
+ * Everything written here is in folders the guest never sees (etc/), checked component by
+ * component; in the guest's own folders only their top is created or given to the guest.
  */
 export async function prepareGuest(spec: GuestSpec): Promise<void> {
-  const etc = layout.etc(spec);
-  await Deno.mkdir(join(etc, "ssh"), { recursive: true });
+  const etc = await realDir(spec.stateDir, "etc");
+  await realDir(etc, "ssh");
   const u = spec.user;
   const shell = loginShell();
-  const root = Deno.uid() === 0;
-  const sshdUid = root ? 102 : Deno.uid();
-  await Deno.writeTextFile(
-    join(etc, "passwd"),
+  // sshd's privilege-separation user: only used by a root sshd (the fake tart's).
+  const sshdUid = legacy(spec) ? 102 : 65534;
+  const write = async (file: string, text: string, mode = 0o644) => {
+    await Deno.writeTextFile(join(etc, file), text, { mode });
+    await Deno.chmod(join(etc, file), mode); // not the umask's: the guest's uid reads them
+  };
+  await write(
+    "passwd",
     [
       "root:x:0:0:root:/var/root:/bin/sh",
       `${u.name}:x:${u.uid}:${u.gid}:${u.name}:${u.home}:${shell}`,
-      `sshd:x:${sshdUid}:65534::/run/sshd:/usr/sbin/nologin`,
       "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+      `sshd:x:${sshdUid}:65534::/run/sshd:/usr/sbin/nologin`,
       "",
     ].join("\n"),
   );
-  await Deno.writeTextFile(
-    join(etc, "group"),
+  await write(
+    "group",
     ["root:x:0:", `${u.group}:x:${u.gid}:${u.name}`, "nogroup:x:65534:", ""].join("\n"),
   );
   let hash = "*";
@@ -103,20 +195,20 @@ export async function prepareGuest(spec: GuestSpec): Promise<void> {
     if (r.code !== 0) throw new CalError(`openssl passwd failed: ${r.stderr.trim()}`);
     hash = r.stdout.trim();
   }
-  await Deno.writeTextFile(
-    join(etc, "shadow"),
+  await write(
+    "shadow",
     [
       `root:*:19000:0:99999:7:::`,
       `${u.name}:${hash}:19000:0:99999:7:::`,
       "sshd:*:19000:0:99999:7:::",
       "",
     ].join("\n"),
-    { mode: 0o600 },
+    0o600,
   );
-  await Deno.writeTextFile(join(etc, "hostname"), spec.hostname + "\n");
+  await write("hostname", spec.hostname + "\n");
   const key = join(etc, "ssh", "ssh_host_ed25519_key");
   try {
-    await Deno.stat(key);
+    await Deno.lstat(key);
   } catch {
     const r = await run("ssh-keygen", [
       "-q",
@@ -131,32 +223,51 @@ export async function prepareGuest(spec: GuestSpec): Promise<void> {
     ]);
     if (r.code !== 0) throw new CalError(`ssh-keygen failed: ${r.stderr.trim()}`);
   }
-  await Deno.copyFile("/etc/ssh/ssh_config", join(etc, "ssh", "ssh_config")).catch(() => {});
-  await Deno.writeTextFile(join(etc, "ssh", "sshd_config"), sshdConfig(spec));
-  const home = layout.home(spec);
-  await Deno.mkdir(home, { recursive: true, mode: 0o755 });
-  for (const p of spec.prefixes ?? []) {
-    await Deno.mkdir(layout.prefix(spec, p), { recursive: true });
+  // The guest's sshd runs as the guest's uid: its host key must be that uid's to be read.
+  const id = owner(spec);
+  if (id && spec.hostId) {
+    for (const f of [key, key + ".pub"]) await Deno.chown(f, id.uid, id.gid);
   }
-  await chownTree(home, u.uid, u.gid);
-  for (const p of spec.prefixes ?? []) await chownTree(layout.prefix(spec, p), u.uid, u.gid);
+  await Deno.copyFile("/etc/ssh/ssh_config", join(etc, "ssh", "ssh_config")).catch(() => {});
+  await write("ssh/sshd_config", sshdConfig(spec));
+  const home = await realDir(spec.stateDir, "home");
+  const tops = [home];
+  for (const p of spec.prefixes ?? []) tops.push(await realDir(spec.stateDir, join("root", p)));
+  if (id) {
+    if (legacy(spec)) {
+      for (const t of tops) await ownTree(t, id.uid, id.gid);
+    } else {
+      // The trees are the guest's since they were made (clone gives them to it): only their
+      // tops, which cal may just have created, need giving here.
+      for (const t of tops) await Deno.chown(t, id.uid, id.gid);
+    }
+  }
   // A bind mount keeps host owners; as root the guest user could not write a shared folder.
-  // Give it to the guest user, as VirtioFS shows a Tart guest its shares as its own.
-  for (const s of spec.shares ?? []) if (!s.readOnly) await chownTree(s.host, u.uid, u.gid);
+  // Give it to the guest user, as VirtioFS shows a Tart guest its shares as its own. The share
+  // itself is the host's (its path may be a link the person made); its contents are the guest's.
+  for (const s of spec.shares ?? []) {
+    if (!s.readOnly && id) await ownTree(await Deno.realPath(s.host), id.uid, id.gid);
+  }
+  if (spec.keysDir) {
+    // Host-only (never bound writable): cal's keys, read by the guest's sshd as its own.
+    const keys = await realDir(spec.keysDir, "", 0o700);
+    if (id) await Deno.chown(keys, id.uid, id.gid);
+  }
 }
 
 function sshdConfig(spec: GuestSpec): string {
-  const root = Deno.uid() === 0;
   return [
     `ListenAddress ${spec.listen.host}:${spec.listen.port}`,
     "HostKey /etc/ssh/ssh_host_ed25519_key",
     "PidFile none",
     "UsePAM no",
-    `PasswordAuthentication ${spec.user.password !== undefined && root ? "yes" : "no"}`,
+    `PasswordAuthentication ${spec.user.password !== undefined && legacy(spec) ? "yes" : "no"}`,
     "KbdInteractiveAuthentication no",
     "PubkeyAuthentication yes",
     "PermitRootLogin no",
-    "AuthorizedKeysFile .ssh/authorized_keys",
+    spec.keysDir
+      ? `AuthorizedKeysFile ${KEYS_DIR}/authorized_keys`
+      : "AuthorizedKeysFile .ssh/authorized_keys",
     "StrictModes yes",
     "Subsystem sftp internal-sftp",
     "AcceptEnv LANG LC_*",
@@ -168,13 +279,20 @@ function sshdConfig(spec: GuestSpec): string {
   ].join("\n");
 }
 
-/** The bwrap argument list that runs `command` as the guest. */
-export function bwrapArgs(spec: GuestSpec, command: string[]): string[] {
-  const etc = layout.etc(spec);
-  const root = Deno.uid() === 0;
+/**
+ * The bwrap argument list that runs `command` as the guest. `from` names where bwrap finds each
+ * host folder of the state (identity, or a staged copy of the mount: see `guestCommand`).
+ */
+export function bwrapArgs(
+  spec: GuestSpec,
+  command: string[],
+  from: (hostDir: string) => string = (d) => d,
+): string[] {
+  const etc = from(layout.etc(spec));
   const a = [
-    // Rootless: a user namespace of its own, the caller mapped to the guest user.
-    ...(root
+    // Rootless, or as root with a host uid of its own: a user namespace of its own, its uid
+    // mapped to the guest user.
+    ...(legacy(spec)
       ? []
       : ["--unshare-user", "--uid", String(spec.user.uid), "--gid", String(spec.user.gid)]),
     "--unshare-pid",
@@ -250,15 +368,19 @@ export function bwrapArgs(spec: GuestSpec, command: string[]): string[] {
     }
   };
   parents(spec.user.home);
-  a.push("--bind", layout.home(spec), spec.user.home);
+  a.push("--bind", from(layout.home(spec)), spec.user.home);
   for (const p of spec.prefixes ?? []) {
     parents(p);
-    a.push("--bind", layout.prefix(spec, p), p);
+    a.push("--bind", from(layout.prefix(spec, p)), p);
   }
   for (const s of spec.shares ?? []) {
     parents(s.guest);
-    a.push(s.readOnly ? "--ro-bind" : "--bind", s.host, s.guest);
+    a.push(s.readOnly ? "--ro-bind" : "--bind", from(s.host), s.guest);
   }
+  if (spec.keysDir) a.push("--ro-bind", from(spec.keysDir), KEYS_DIR);
+  // The root itself read-only (as a Mac's system volume): nothing in it is renamed or replaced
+  // (the keys' folder, the mount points); /tmp, /run, /var and the binds stay as they are.
+  a.push("--remount-ro", "/");
   a.push(
     "--chdir",
     "/",
@@ -269,6 +391,69 @@ export function bwrapArgs(spec: GuestSpec, command: string[]): string[] {
   );
   a.push("--setenv", "HOME", "/", "--", ...command);
   return a;
+}
+
+/** The host folders a guest's bwrap binds from its state and shares. */
+function hostDirs(spec: GuestSpec): string[] {
+  return [
+    layout.etc(spec),
+    layout.home(spec),
+    ...(spec.prefixes ?? []).map((p) => layout.prefix(spec, p)),
+    ...(spec.shares ?? []).map((s) => s.host),
+    ...(spec.keysDir ? [spec.keysDir] : []),
+  ];
+}
+
+/**
+ * The command line that runs `command` as the guest in the background of a shell that waits
+ * for it (`label` is that shell's $0, by which cal finds it in /proc; the host folders are in
+ * its arguments). bwrap's --die-with-parent ties the guest to that shell.
+ *
+ * As root with `hostId`, bwrap runs as that uid, which cannot reach root's folders (~ is 0700):
+ * in a private mount namespace of its own, root opens each folder, covers /tmp with an empty
+ * tmpfs and binds the open folders there (by /proc/self/fd, so no path is looked up again),
+ * then drops to the uid (`setpriv`) and runs bwrap on those. Nothing of it is visible on the
+ * host, and it ends with the guest.
+ */
+export function guestCommand(spec: GuestSpec, command: string[], label: string): string[] {
+  if (Deno.uid() !== 0 || !spec.hostId) {
+    return ["sh", "-c", '"$@" & wait $!', label, "bwrap", ...bwrapArgs(spec, command)];
+  }
+  const dirs = hostDirs(spec);
+  const stage = (i: number) => `/tmp/${i}`;
+  const fd = (i: number) => 10 + i;
+  const script = [
+    "set -e",
+    // One per line: bash opens only the first of several in one `exec`.
+    ...dirs.map((_, i) => `exec ${fd(i)}<"\${${i + 1}}"`),
+    "mount -t tmpfs -o mode=0755,size=64k cal-stage /tmp",
+    `mkdir ${dirs.map((_, i) => stage(i)).join(" ")}`,
+    ...dirs.map((_, i) => `mount --no-canonicalize --bind /proc/self/fd/${fd(i)} ${stage(i)}`),
+    ...dirs.map((_, i) => `exec ${fd(i)}<&-`),
+    `shift ${dirs.length}`,
+    '"$@" & wait $!',
+  ].join("\n");
+  const from = (d: string) => stage(dirs.indexOf(d));
+  const { uid, gid } = spec.hostId;
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "--",
+    "bash",
+    "-c",
+    script,
+    label,
+    ...dirs,
+    "setpriv",
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    "--clear-groups",
+    "--",
+    "bwrap",
+    ...bwrapArgs(spec, command, from),
+  ];
 }
 
 /** Starts sshd in the sandbox in the foreground; the returned child is the guest. */

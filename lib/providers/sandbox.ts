@@ -6,18 +6,22 @@
  *
  * A machine is a folder, `~/.cal/isolation/sandboxes/<machine>/`: `machine.json` (settings) and
  * `guest/` (its writable state: home and tool prefixes). Clones and snapshots are copies of that
- * folder (`cp --reflink=auto`: instant on btrfs/xfs). As root the guest user is admin (uid 501)
- * and sshd listens on port 22 of the machine's own loopback address; rootless (unprivileged user
- * namespaces) the caller is mapped to that user and sshd uses a high port. Where the host allows
- * neither, cal says exactly what is missing; it never runs a workspace unisolated.
+ * folder (`cp --reflink=auto`: instant on btrfs/xfs). The guest sees itself as admin (uid 501)
+ * in a user namespace of its own: as root, each machine runs as a host uid of its own (kept in
+ * `machine.json`, so no two guests own each other's files or processes); rootless, the caller is
+ * mapped to admin. sshd listens on a high port of the machine's own loopback address (or inside
+ * its own network namespace with `--network none`) and takes no password: only cal's key, kept
+ * in the machine's folder outside the guest's reach (`ssh/authorized_keys`). Where the host
+ * allows no user namespace, cal says exactly what is missing; it never runs a workspace
+ * unisolated.
  */
 
 import { dirname, join } from "node:path";
-import { existsSync } from "node:fs";
 import { CalError, notFound, wrongState } from "../errors.ts";
 import { allocatedBytes } from "../disk.ts";
 import { calHome } from "../paths.ts";
 import { alive, run, startDetached, which } from "../process.ts";
+import { writeFileAtomic } from "../store.ts";
 import type {
   Endpoint,
   MachineInfo,
@@ -27,12 +31,13 @@ import type {
   StartResult,
 } from "../provider.ts";
 import {
-  bwrapArgs,
+  guestCommand,
   type GuestSpec,
   layout,
   listening,
   MAC_ADMIN,
   MAC_PREFIXES,
+  ownTree,
   prepareGuest,
 } from "../guest/sandbox.ts";
 
@@ -44,7 +49,16 @@ interface MachineFile {
   disk: number;
   network: "host" | "none";
   created_at: string;
+  /** As root: the host uid (and gid) the guest runs as, its own (see `allocateId`). */
+  uid?: number;
 }
+
+/**
+ * Host uids for guests: above systemd's container range (524288–1879048191) and below 2^31,
+ * clear of its "foreign" range (0x7FFE0000), so they are no person's and no container's.
+ */
+const UID_BASE = 0x70000000;
+const UID_SLOTS = 0x100000;
 
 const PROFILE =
   'export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$HOME/go/bin:/opt/homebrew/bin:/usr/local/bin:$PATH"\n';
@@ -93,28 +107,53 @@ export class SandboxProvider implements Provider {
         },
       );
     }
-    if (Deno.uid() !== 0) {
-      const probe = await run("bwrap", ["--unshare-user", "--ro-bind", "/", "/", "true"]);
-      if (probe.code !== 0) {
-        const sysctl = await Deno.readTextFile("/proc/sys/kernel/unprivileged_userns_clone").catch(
-          () => "",
-        );
-        const apparmor = await Deno.readTextFile(
-          "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
-        )
-          .catch(() => "");
-        const why = sysctl.trim() === "0"
-          ? "the kernel forbids unprivileged user namespaces (kernel.unprivileged_userns_clone = 0)"
-          : apparmor.trim() === "1"
-          ? "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)"
-          : `bwrap cannot create a user namespace: ${probe.stderr.trim()}`;
-        throw new CalError(`Cannot isolate a workspace without root: ${why}.`, {
-          code: "tool-missing",
-          hint:
-            "Allow unprivileged user namespaces (e.g. `sudo sysctl kernel.unprivileged_userns_clone=1`, " +
-            "or an AppArmor profile for bwrap), or run cal as root. cal never runs a workspace unisolated.",
-        });
+    if (Deno.uid() === 0) {
+      for (const tool of ["setpriv", "unshare", "mount", "find"]) {
+        if (!which(tool)) {
+          throw new CalError(
+            `util-linux's \`${tool}\` is missing; as root each sandbox runs as its own uid with it.`,
+            {
+              code: "tool-missing",
+              hint: "Install it: `sudo apt-get install util-linux` (or your system's equivalent).",
+            },
+          );
+        }
       }
+    }
+    // Every guest has a user namespace of its own (as root too, under a uid of its own).
+    const probe = await run(
+      Deno.uid() === 0 ? "setpriv" : "bwrap",
+      [
+        ...(Deno.uid() === 0
+          ? ["--reuid=65534", "--regid=65534", "--clear-groups", "--", "bwrap"]
+          : []),
+        "--unshare-user",
+        "--ro-bind",
+        "/",
+        "/",
+        "true",
+      ],
+    );
+    if (probe.code !== 0) {
+      const sysctl = await Deno.readTextFile("/proc/sys/kernel/unprivileged_userns_clone").catch(
+        () => "",
+      );
+      const apparmor = await Deno.readTextFile(
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+      )
+        .catch(() => "");
+      const why = sysctl.trim() === "0"
+        ? "the kernel forbids unprivileged user namespaces (kernel.unprivileged_userns_clone = 0)"
+        : apparmor.trim() === "1"
+        ? "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)"
+        : `bwrap cannot create a user namespace: ${probe.stderr.trim()}`;
+      throw new CalError(`Cannot isolate a workspace: ${why}.`, {
+        code: "tool-missing",
+        hint:
+          "Allow unprivileged user namespaces (e.g. `sudo sysctl kernel.unprivileged_userns_clone=1`, " +
+          "or an AppArmor profile for bwrap): every sandbox runs as an unprivileged uid of its own, " +
+          "as root too. cal never runs a workspace unisolated.",
+      });
     }
   }
 
@@ -131,21 +170,69 @@ export class SandboxProvider implements Provider {
   }
 
   spec(m: string, opts: { outputDir?: string; network?: "host" | "none" } = {}): GuestSpec {
-    const root = Deno.uid() === 0;
-    const network = opts.network ?? this.readMachine(m)?.network ?? "host";
+    const f = this.readMachine(m);
+    const network = opts.network ?? f?.network ?? "host";
     return {
       stateDir: join(this.dir(m), "guest"),
-      user: { ...MAC_ADMIN, ...(root ? { password: "admin" } : {}) },
+      // No password: cal's key is the only login (a neighbour on the same network has none).
+      user: MAC_ADMIN,
       hostname: m,
+      // The guest's sshd is no root on the host: a port above 1024.
       listen: network === "none"
-        ? { host: "127.0.0.1", port: root ? 22 : 2222 }
-        : { host: addressOf(m), port: root ? 22 : portOf(m) },
+        ? { host: "127.0.0.1", port: 2222 }
+        : { host: addressOf(m), port: portOf(m) },
       prefixes: MAC_PREFIXES,
       network,
       shares: opts.outputDir
         ? [{ host: opts.outputDir, guest: "/Volumes/My Shared Files/output" }]
         : [],
+      keysDir: this.keysDir(m),
+      ...(Deno.uid() === 0 && f?.uid ? { hostId: { uid: f.uid, gid: f.uid } } : {}),
     };
+  }
+
+  private keysDir = (m: string) => join(this.dir(m), "ssh");
+
+  /**
+   * A host uid no other machine here has, none of the host's accounts and no running process's,
+   * starting from one derived from the cal home and the name (as the address is).
+   */
+  private async allocateId(m: string): Promise<number> {
+    const taken = new Set<number>();
+    try {
+      for (const e of Deno.readDirSync(this.root())) {
+        const uid = e.isDirectory ? this.readMachine(e.name)?.uid : undefined;
+        if (uid) taken.add(uid);
+      }
+    } catch { /* no machines */ }
+    const passwd = await Deno.readTextFile("/etc/passwd").catch(() => "");
+    for (const line of passwd.split("\n")) taken.add(Number(line.split(":")[2]));
+    const running = new Set<number>();
+    for (const e of Deno.readDirSync("/proc")) {
+      if (!Number(e.name)) continue;
+      const status = await Deno.readTextFile(`/proc/${e.name}/status`).catch(() => "");
+      const uid = Number(status.match(/^Uid:\s+(\d+)/m)?.[1]);
+      if (uid) running.add(uid);
+    }
+    const [a, b, c] = hash(m);
+    const start = ((a << 16) | (b << 8) | c) % UID_SLOTS;
+    for (let i = 0; i < UID_SLOTS; i++) {
+      const uid = UID_BASE + (start + i) % UID_SLOTS;
+      if (!taken.has(uid) && !running.has(uid)) return uid;
+    }
+    throw new CalError("No free host uid for a sandbox guest.", {
+      hint: "Delete machines you no longer need (`cal-vm destroy`).",
+    });
+  }
+
+  /**
+   * Gives machine `m` (in `dir`, not running) the host uid `uid`: its home, prefixes, cal's
+   * keys and its SSH host key, without following any link the guest left in them.
+   */
+  private async own(dir: string, uid: number): Promise<void> {
+    for (const p of [join(dir, "guest", "home"), join(dir, "guest", "root"), join(dir, "ssh")]) {
+      if (await Deno.lstat(p).then((i) => i.isDirectory, () => false)) await ownTree(p, uid, uid);
+    }
   }
 
   async clone(source: string, target: string): Promise<void> {
@@ -153,22 +240,38 @@ export class SandboxProvider implements Provider {
     if (this.readMachine(target)) {
       throw wrongState(`Sandbox machine ${target} already exists.`, "Delete it first.");
     }
-    const tmp = join(this.root(), `.tmp-${crypto.randomUUID()}`);
+    // The creator's pid in the name: a copy whose creator is gone is a leftover (`leftovers`).
+    const tmp = join(this.root(), `.tmp-${Deno.pid}-${crypto.randomUUID()}`);
+    const uid = Deno.uid() === 0 ? await this.allocateId(target) : undefined;
     try {
-      if (this.readMachine(source)) {
+      const from = this.readMachine(source);
+      if (from) {
+        // cp -a copies links as links; the copy is private until renamed, so giving it to its
+        // own uid races with no guest.
         const r = await run("cp", ["-a", "--reflink=auto", this.dir(source), tmp]);
         if (r.code !== 0) throw new CalError(`Copying ${source} failed: ${r.stderr.trim()}`);
         await Deno.remove(join(tmp, "run.pid")).catch(() => {});
+        if (uid) await this.own(tmp, uid);
+        await Deno.writeTextFile(
+          join(tmp, "machine.json"),
+          JSON.stringify({ ...from, ...(uid ? { uid } : {}) }, null, 2) + "\n",
+        );
       } else {
         // Any other source is the host system image: read-only /usr, a fresh home and prefixes.
+        // The home is new and no guest has run in it: plain writes are safe here.
         await Deno.mkdir(tmp, { recursive: true });
-        const spec = { ...this.spec(target), stateDir: join(tmp, "guest") };
+        const spec: GuestSpec = {
+          ...this.spec(target),
+          stateDir: join(tmp, "guest"),
+          keysDir: join(tmp, "ssh"),
+          ...(uid ? { hostId: { uid, gid: uid } } : {}),
+        };
         await prepareGuest(spec);
         for (const [f, text] of Object.entries(SKELETON)) {
           await Deno.mkdir(dirname(join(layout.home(spec), f)), { recursive: true });
           await Deno.writeTextFile(join(layout.home(spec), f), text);
         }
-        if (Deno.uid() === 0) await run("chown", ["-R", "501:20", layout.home(spec)]);
+        if (uid) await this.own(tmp, uid);
         await Deno.writeTextFile(
           join(tmp, "machine.json"),
           JSON.stringify({
@@ -177,6 +280,7 @@ export class SandboxProvider implements Provider {
             disk: 0,
             network: "host",
             created_at: new Date().toISOString(),
+            ...(uid ? { uid } : {}),
           }),
         );
       }
@@ -200,9 +304,10 @@ export class SandboxProvider implements Provider {
   }
 
   /**
-   * The process running the machine (the `sh` leading its process group), from the pid file,
-   * or, when that is gone with its folder (deleted by hand while running), found in /proc by
-   * its command line, so the machine can still be reported and stopped.
+   * The process running the machine (the shell leading its process group), from the pid file,
+   * or, when that is missing or stale (deleted, or the folder deleted by hand while running),
+   * found in /proc by its command line, so the machine is still reported, stopped and never
+   * deleted under a running guest.
    */
   private runner(m: string): number | undefined {
     const guest = join(this.dir(m), "guest");
@@ -216,9 +321,8 @@ export class SandboxProvider implements Provider {
     };
     try {
       const pid = Number(Deno.readTextFileSync(this.pidFile(m)).trim());
-      return pid && alive(pid) && runs(pid) ? pid : undefined;
-    } catch { /* no pid file: look for an orphan */ }
-    if (existsSync(this.dir(m))) return undefined;
+      if (pid && alive(pid) && runs(pid)) return pid;
+    } catch { /* no pid file: look in /proc */ }
     for (const e of Deno.readDirSync("/proc")) {
       const pid = Number(e.name);
       if (pid && runs(pid)) return pid;
@@ -230,21 +334,24 @@ export class SandboxProvider implements Provider {
     const f = this.readMachine(m);
     if (!f) throw notFound(`Sandbox machine ${m} does not exist.`);
     if (this.runner(m)) throw wrongState(`Sandbox machine ${m} is already running.`);
+    if (Deno.uid() === 0 && !f.uid) {
+      // Made by a cal that ran every guest as uid 501: give this one its own uid, once.
+      f.uid = await this.allocateId(m);
+      await this.own(this.dir(m), f.uid);
+      await this.writeMachine(m, f);
+    }
     const network = (opts.options?.network as "host" | "none" | undefined) ?? f.network;
     const spec = this.spec(m, { outputDir: opts.outputDir, network });
     await prepareGuest(spec);
-    const args = bwrapArgs(spec, ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"]);
     const limits = await this.limits(f);
-    // bwrap's --die-with-parent ties the guest to its parent: a shell that outlives cal and
-    // whose end (stop) ends the guest.
+    // The guest is tied to a shell that outlives cal and whose end (stop) ends the guest.
     const [bin, ...rest] = [
       ...limits,
-      "sh",
-      "-c",
-      '"$@" & wait $!',
-      "cal-sandbox",
-      "bwrap",
-      ...args,
+      ...guestCommand(
+        spec,
+        ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"],
+        "cal-sandbox",
+      ),
     ];
     const started = await startDetached(bin, rest, opts.logFile);
     await Deno.writeTextFile(this.pidFile(m), String(started.pid));
@@ -329,7 +436,7 @@ export class SandboxProvider implements Provider {
   private info(m: string): MachineInfo | undefined {
     const f = this.readMachine(m);
     if (!f) {
-      // Its folder was deleted while it ran: still running, and stoppable.
+      // Its folder (or machine.json) was deleted while it ran: still running, and stoppable.
       return this.runner(m) ? { name: m, state: "running", os: "linux" } : undefined;
     }
     return {
@@ -365,18 +472,59 @@ export class SandboxProvider implements Provider {
     return Promise.resolve(); // no licence limit for Linux sandboxes
   }
 
+  /**
+   * cal's key goes into the machine's own folder on the host (`ssh/authorized_keys`), which the
+   * guest sees only read-only and sshd reads as the only keys: nothing in the guest's home is
+   * read, written or changed for it, so no link the guest made there is ever followed.
+   */
   async authorizeKey(m: string, publicKey: string): Promise<void> {
-    const home = layout.home(this.spec(m));
-    const ssh = join(home, ".ssh");
-    await Deno.mkdir(ssh, { recursive: true, mode: 0o700 });
-    const file = join(ssh, "authorized_keys");
+    const spec = this.spec(m);
+    const dir = spec.keysDir!;
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, "authorized_keys");
     const current = await Deno.readTextFile(file).catch(() => "");
-    if (!current.split("\n").includes(publicKey.trim())) {
-      await Deno.writeTextFile(file, current + publicKey.trim() + "\n", { mode: 0o600 });
+    const key = publicKey.trim();
+    if (!current.split("\n").includes(key)) {
+      await writeFileAtomic(file, current + key + "\n", 0o600);
     }
-    await Deno.chmod(ssh, 0o700);
     await Deno.chmod(file, 0o600);
-    if (Deno.uid() === 0) await run("chown", ["-R", "501:20", ssh]);
+    await Deno.chmod(dir, 0o700);
+    if (spec.hostId) {
+      // sshd runs as the guest's uid and its StrictModes wants the file to be that uid's.
+      await Deno.chown(dir, spec.hostId.uid, spec.hostId.gid);
+      await Deno.chown(file, spec.hostId.uid, spec.hostId.gid);
+    }
+  }
+
+  /**
+   * What killed copies left in the machines' folder: `.tmp-*` copies whose cal is gone, and
+   * machine folders without `machine.json` that nothing runs. For `cleanup`.
+   */
+  leftovers(): Promise<string[]> {
+    const out: string[] = [];
+    try {
+      for (const e of Deno.readDirSync(this.root())) {
+        if (!e.isDirectory) continue;
+        if (e.name.startsWith(".tmp-")) {
+          const pid = Number(e.name.split("-")[1]);
+          if (!(pid && alive(pid))) out.push(this.dir(e.name));
+        } else if (!e.name.startsWith(".") && !this.readMachine(e.name) && !this.runner(e.name)) {
+          out.push(this.dir(e.name));
+        }
+      }
+    } catch { /* no machines */ }
+    return Promise.resolve(out.sort());
+  }
+
+  /** Removes one of `leftovers()`; anything that is not (any more) one is refused. */
+  async removeLeftover(path: string): Promise<void> {
+    if (!(await this.leftovers()).includes(path)) {
+      throw wrongState(
+        `${path} is not a leftover sandbox copy (it is in use or already gone).`,
+        "Nothing to remove; `cal-vm list` shows the machines.",
+      );
+    }
+    await Deno.remove(path, { recursive: true });
   }
 }
 
