@@ -205,8 +205,10 @@ export class SandboxProvider implements Provider {
         if (uid) taken.add(uid);
       }
     } catch { /* no machines */ }
-    const passwd = await Deno.readTextFile("/etc/passwd").catch(() => "");
-    for (const line of passwd.split("\n")) taken.add(Number(line.split(":")[2]));
+    for (const db of ["/etc/passwd", "/etc/group"]) { // its gid is the same number
+      const text = await Deno.readTextFile(db).catch(() => "");
+      for (const line of text.split("\n")) taken.add(Number(line.split(":")[2]));
+    }
     const running = new Set<number>();
     for (const e of Deno.readDirSync("/proc")) {
       if (!Number(e.name)) continue;
@@ -226,8 +228,8 @@ export class SandboxProvider implements Provider {
   }
 
   /**
-   * Gives machine `m` (in `dir`, not running) the host uid `uid`: its home, prefixes, cal's
-   * keys and its SSH host key, without following any link the guest left in them.
+   * Gives the machine in `dir` (not running) to the host uid `uid`: its home, prefixes and cal's
+   * keys, without following any link the guest left in them (its SSH host key: prepareGuest).
    */
   private async own(dir: string, uid: number): Promise<void> {
     for (const p of [join(dir, "guest", "home"), join(dir, "guest", "root"), join(dir, "ssh")]) {
