@@ -21,6 +21,7 @@ import {
   runProgram,
 } from "../lib/cli.ts";
 import { table } from "../lib/output.ts";
+import { forTerminal, safeText } from "../lib/terminal.ts";
 import type { ArtifactRecord, HookRecord, LogRecord, SignPlanRecord } from "../lib/records.ts";
 import { quoteArgs } from "../lib/shell.ts";
 import { usageError } from "../lib/errors.ts";
@@ -59,7 +60,11 @@ function untilInterrupted(): { signal: AbortSignal; dispose: () => void } {
 function artifactTable(rs: ArtifactRecord[], base: string): string {
   return table(
     ["path", "size", "from"],
-    rs.map((r) => [relative(base, r.path) || r.path, human(r.bytes), r.source ?? ""]),
+    rs.map((r) => [
+      safeText(relative(base, r.path) || r.path),
+      human(r.bytes),
+      safeText(r.source ?? ""),
+    ]),
   );
 }
 
@@ -181,10 +186,18 @@ export function program(ctx: Context): Command {
       ...(o.onAny ? { "on-any": o.onAny } : {}),
     };
     const { signal, dispose } = untilInterrupted();
-    const stderr = (chunk: Uint8Array) => {
-      try {
-        Deno.stderr.writeSync(chunk);
-      } catch { /* closed */ }
+    // A hook is the user's program, but it prints names the guest chose (`echo {}`): what it
+    // writes reaches the terminal with control characters escaped, like everything else.
+    const filtered = (to: typeof Deno.stdout) => {
+      const dec = new TextDecoder();
+      const enc = new TextEncoder();
+      return (chunk: Uint8Array) => {
+        const b = enc.encode(forTerminal(dec.decode(chunk, { stream: true })));
+        try {
+          let o = 0;
+          while (o < b.length) o += to.writeSync(b.subarray(o));
+        } catch { /* closed */ }
+      };
     };
     out.event("watch", `Watching ${dir} (Ctrl-C stops).`, { workspace: ws, dir });
     try {
@@ -196,17 +209,20 @@ export function program(ctx: Context): Command {
         debounceMs: o.debounce,
         logs: o.logs,
         signal,
-        hookStdout: out.json ? stderr : "inherit",
+        hookStdout: filtered(out.json ? Deno.stderr : Deno.stdout),
+        hookStderr: filtered(Deno.stderr),
         onArtifact: (r) => {
           if (out.json) out.record(r);
-          else out.text(`${pc.green("✓")} ${relative(dir, r.path)} (${human(r.bytes)})`);
+          else {
+            out.text(`${pc.green("✓")} ${safeText(relative(dir, r.path))} (${human(r.bytes)})`);
+          }
         },
         onHook: (r: HookRecord) => {
           if (out.json) out.record(r);
           if (r.exit !== 0) {
             out.warn(
               `--${r.hook} failed with exit ${r.exit} for ${
-                JSON.stringify(r.path)
+                safeText(JSON.stringify(r.path))
               }; still watching.`,
               ws,
             );
@@ -216,7 +232,7 @@ export function program(ctx: Context): Command {
         },
         onLog: (file, line) => {
           if (out.json) out.event("log", line, { workspace: ws, file });
-          else out.text(`${pc.dim(file + " │")} ${line}`);
+          else out.text(`${pc.dim(safeText(file) + " │")} ${line}`);
         },
       });
     } finally {
@@ -248,7 +264,7 @@ export function program(ctx: Context): Command {
             return;
           }
           if (several && f.label !== current) {
-            out.text(`${current ? "\n" : ""}==> ${f.label} <==`);
+            out.text(`${current ? "\n" : ""}==> ${safeText(f.label)} <==`);
             current = f.label;
           }
           out.text(line);

@@ -19,8 +19,9 @@ describe("cal-sync logs", () => {
 
   before(async () => {
     root = await Deno.makeTempDir({ prefix: "cal-logs-" });
-    out = join(root, "out");
     const home = join(root, "home");
+    // Under the sync folder (~/cal-output): cal refuses an output_dir anywhere else.
+    out = join(home, "cal-output", "logger");
     env = { HOME: home, CAL_HOME: join(home, ".cal") };
     vmDir = join(env.CAL_HOME, "isolation", "vms", "logger");
     await Deno.mkdir(vmDir, { recursive: true });

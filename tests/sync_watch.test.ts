@@ -39,8 +39,9 @@ describe("cal-sync watch", () => {
 
   before(async () => {
     root = await Deno.makeTempDir({ prefix: "cal-watch-" });
-    out = join(root, "cal-output", "watcher");
     const home = join(root, "home");
+    // Under the sync folder (~/cal-output): cal refuses an output_dir anywhere else.
+    out = join(home, "cal-output", "watcher");
     const calHome = join(home, ".cal");
     const vmDir = join(calHome, "isolation", "vms", "watcher");
     await Deno.mkdir(vmDir, { recursive: true });

@@ -61,15 +61,19 @@ export interface HookRun {
   seconds: number;
 }
 
+type Sink = "inherit" | ((chunk: Uint8Array) => void);
+
 /**
- * Runs one hook for one artifact and waits for it. Its stdout goes to `stdout` ("inherit" for a
- * person's terminal, or a writer such as stderr when stdout carries records).
+ * Runs one hook for one artifact and waits for it. Its stdout goes to `stdout` ("inherit", or a
+ * writer: stderr when stdout carries records, a filter when the hook may print guest-chosen
+ * names to a terminal), its stderr to `stderr`.
  */
 export async function runHook(
   template: string,
   path: string,
   env: Record<string, string>,
-  stdout: "inherit" | ((chunk: Uint8Array) => void),
+  stdout: Sink,
+  stderr: Sink = "inherit",
 ): Promise<HookRun> {
   const t0 = performance.now();
   const child = new Deno.Command("sh", {
@@ -77,11 +81,12 @@ export async function runHook(
     env: { ...env, CAL_ARTIFACT: path },
     stdin: "null",
     stdout: stdout === "inherit" ? "inherit" : "piped",
-    stderr: "inherit",
+    stderr: stderr === "inherit" ? "inherit" : "piped",
   }).spawn();
-  if (stdout !== "inherit") {
-    for await (const chunk of child.stdout) stdout(chunk);
-  }
+  const pump = async (s: ReadableStream<Uint8Array>, to: Sink) => {
+    if (to !== "inherit") { for await (const chunk of s) to(chunk); }
+  };
+  await Promise.all([pump(child.stdout, stdout), pump(child.stderr, stderr)]);
   const status = await child.status;
   return {
     exit: status.signal ? 128 + signalNumber(status.signal) : status.code,

@@ -5,12 +5,77 @@
  *
  * `--tail N` prints the last N lines of each; `--follow` then keeps printing lines as they are
  * written, picks up log files that appear later, and starts over when a file is truncated.
+ *
+ * The output folder is the guest's to write (it is shared): a log there is never read through a
+ * link (nofollow.ts), is read in bounded chunks (a huge or sparse file cannot exhaust memory),
+ * and a line longer than MAX_LINE is cut into pieces. Lines are data: the command shows them
+ * escaped on a terminal, exact in JSON.
  */
 
 import { join, relative } from "node:path";
 import { paths } from "../paths.ts";
+import { plainSize, readRange } from "./nofollow.ts";
 import { isBundleName } from "./patterns.ts";
-import { readRange } from "./watch.ts";
+
+/** The longest line passed on whole (longer ones come in pieces of this size). */
+export const MAX_LINE = 64 * 1024;
+/** How far back from the end `--tail` reads before it gives up finding more lines. */
+const MAX_TAIL_BYTES = 8 * 1024 * 1024;
+
+/** Splits a stream of bytes into lines (UTF-8 across chunk boundaries), each at most `max`. */
+export class LineBuffer {
+  private partial = "";
+  private dec = new TextDecoder();
+  constructor(private max = MAX_LINE) {}
+
+  push(bytes: Uint8Array): string[] {
+    const text = this.partial + this.dec.decode(bytes, { stream: true });
+    const lines = text.split("\n");
+    this.partial = lines.pop() ?? "";
+    const out: string[] = [];
+    for (const l of lines) {
+      for (let i = 0; i < l.length || i === 0; i += this.max) {
+        out.push(l.slice(i, i + this.max).replace(/\r$/, ""));
+      }
+    }
+    while (this.partial.length > this.max) {
+      out.push(this.partial.slice(0, this.max));
+      this.partial = this.partial.slice(this.max);
+    }
+    return out;
+  }
+
+  /** The unfinished last line, if any (and forgets it). */
+  flush(): string | undefined {
+    const rest = this.partial + this.dec.decode();
+    this.partial = "";
+    return rest ? rest.replace(/\r$/, "") : undefined;
+  }
+
+  reset() {
+    this.partial = "";
+    this.dec = new TextDecoder();
+  }
+}
+
+/** Reads [from, to) of a log in bounded chunks, passing each line on; returns the new offset. */
+export async function readLines(
+  path: string,
+  from: number,
+  to: number,
+  buf: LineBuffer,
+  onLine: (l: string) => void,
+  maxBytes = Infinity,
+): Promise<number> {
+  let offset = from;
+  while (offset < to && offset - from < maxBytes) {
+    const b = await readRange(path, offset, to);
+    if (!b.length) break;
+    offset += b.length;
+    for (const l of buf.push(b)) onLine(l);
+  }
+  return offset;
+}
 
 export interface LogFile {
   /** What to call it: the path relative to the output folder, or "vm.log" for the VM's log. */
@@ -34,7 +99,7 @@ export async function logFiles(workspace: string, dir: string): Promise<LogFile[
       // Bundles (.xcresult, .xcarchive) hold logs of their own, which are not build logs here.
       if (e.isDirectory && !isBundleName(e.name)) {
         await walk(p);
-      } else if (e.isFile && e.name.endsWith(".log")) {
+      } else if (e.isFile && !e.isSymlink && e.name.endsWith(".log")) {
         found.push({ label: relative(dir, p), path: p });
       }
     }
@@ -53,20 +118,31 @@ export async function lastLines(
   file: string,
   n: number,
 ): Promise<{ lines: string[]; size: number }> {
-  const size = (await Deno.stat(file).catch(() => undefined))?.size ?? 0;
+  const size = (await plainSize(file)) ?? 0;
   if (n <= 0 || size === 0) return { lines: [], size };
   const block = 64 * 1024;
   let start = size;
-  let text = "";
-  while (start > 0) {
+  const chunks: Uint8Array[] = [];
+  let newlines = 0;
+  while (start > 0 && size - start < MAX_TAIL_BYTES) {
     const from = Math.max(0, start - block);
-    text = (await readRange(file, from, start)) + text;
+    const b = await readRange(file, from, start);
+    if (b.length !== start - from) break; // replaced meanwhile
+    chunks.unshift(b);
+    for (const c of b) if (c === 10) newlines++;
     start = from;
     // One more newline than lines wanted (the trailing one) is enough.
-    if ((text.match(/\n/g)?.length ?? 0) > n) break;
+    if (newlines > n) break;
   }
-  const lines = text.split("\n");
-  if (lines[lines.length - 1] === "") lines.pop();
+  const all = new Uint8Array(chunks.reduce((k, c) => k + c.length, 0));
+  let o = 0;
+  for (const c of chunks) all.set(c, o), o += c.length;
+  const buf = new LineBuffer();
+  const lines = buf.push(all);
+  const rest = buf.flush();
+  if (rest !== undefined) lines.push(rest);
+  // The first line may be cut at the block boundary: dropped unless the file starts there.
+  if (start > 0 && lines.length > n) lines.shift();
   return { lines: lines.slice(-n), size };
 }
 
@@ -83,25 +159,24 @@ export interface ShowOptions {
 
 /** Prints the logs, then (with follow) what is written to them, until `signal` aborts. */
 export async function showLogs(o: ShowOptions): Promise<void> {
-  const offsets = new Map<string, { offset: number; partial: string }>();
+  const offsets = new Map<string, { offset: number; buf: LineBuffer }>();
   for (const f of await o.list()) {
-    let lines: string[];
-    let size: number;
+    const buf = new LineBuffer();
+    const emit = (l: string) => o.onLine(f, l);
+    let offset: number;
     if (o.tail !== undefined) {
-      ({ lines, size } = await lastLines(f.path, o.tail));
+      const { lines, size } = await lastLines(f.path, o.tail);
+      lines.forEach(emit);
+      offset = size;
     } else {
-      size = (await Deno.stat(f.path).catch(() => undefined))?.size ?? 0;
-      const text = await readRange(f.path, 0, size);
-      lines = text.split("\n");
-      if (lines[lines.length - 1] === "") lines.pop();
-      else if (o.follow) {
-        // An unfinished last line is printed once it is finished.
-        const last = lines.pop() ?? "";
-        offsets.set(f.path, { offset: size, partial: last });
+      offset = await readLines(f.path, 0, (await plainSize(f.path)) ?? 0, buf, emit);
+      // Without --follow an unfinished last line is printed now; with it, once it is finished.
+      if (!o.follow) {
+        const rest = buf.flush();
+        if (rest !== undefined) emit(rest);
       }
     }
-    for (const l of lines) o.onLine(f, l.replace(/\r$/, ""));
-    if (!offsets.has(f.path)) offsets.set(f.path, { offset: size, partial: "" });
+    offsets.set(f.path, { offset, buf });
   }
   if (!o.follow) return;
   while (!o.signal.aborted) {
@@ -116,17 +191,21 @@ export async function showLogs(o: ShowOptions): Promise<void> {
     });
     if (o.signal.aborted) break;
     for (const f of await o.list()) {
-      const size = (await Deno.stat(f.path).catch(() => undefined))?.size;
+      const size = await plainSize(f.path);
       if (size === undefined) continue;
       let st = offsets.get(f.path);
-      if (!st) offsets.set(f.path, st = { offset: 0, partial: "" });
-      if (size < st.offset) st.offset = 0, st.partial = "";
+      if (!st) offsets.set(f.path, st = { offset: 0, buf: new LineBuffer() });
+      if (size < st.offset) st.offset = 0, st.buf.reset();
       if (size === st.offset) continue;
-      const text = await readRange(f.path, st.offset, size);
-      st.offset = size;
-      const lines = (st.partial + text).split("\n");
-      st.partial = lines.pop() ?? "";
-      for (const l of lines) o.onLine(f, l.replace(/\r$/, ""));
+      // At most 8 MB per file per round, so one busy log cannot starve the others.
+      st.offset = await readLines(
+        f.path,
+        st.offset,
+        size,
+        st.buf,
+        (l) => o.onLine(f, l),
+        8 << 20,
+      );
     }
   }
 }

@@ -23,29 +23,76 @@
  * How: one guest command lists candidates (a Perl walk, NUL-separated, with size, mtime and file
  * count; Perl because it is on every macOS and its stat is the same everywhere, unlike BSD and
  * GNU `stat`/`find -printf`); the host picks what matches and is not yet synced; one SSH stream
- * carries a tar of exactly those (`tar -cf - --null -T -` in the guest, `tar -x` on the host)
- * into a hidden folder inside the output folder; then each artifact is renamed into builds/,
- * test-results/ or logs/. What was synced is remembered in the workspace's `sync.json`
- * (source path, size, mtime, file count, destination): an artifact is copied again only when one
+ * carries a tar of exactly those (`/usr/bin/tar -cf - --null -T -` in the guest, unpacked by
+ * untar.ts on the host) into a staging folder cal owns (in the workspace's folder, or next to the
+ * output folder when that is on another filesystem), never inside the guest-writable output
+ * folder; then each artifact is moved into builds/, test-results/ or logs/. What was synced is
+ * remembered in the workspace's `sync.json` (source path, size, mtime, file count, destination,
+ * and the host copy's device, inode, size and mtime): an artifact is copied again only when one
  * of those changed or its host copy is gone.
+ *
+ * The guest is hostile (DESIGN.md) and can change the output folder at any time through the
+ * share. So: its listing and its tar stream are only data (listing.ts, untar.ts); a category
+ * folder that is a link (or not a folder) is refused and reported, checked again right before
+ * every move; a destination is replaced only while it is still the very file or folder cal put
+ * there (device and inode, size, mtime), otherwise the artifact gets another name; a new file is
+ * hard-linked into place (never over a name that appeared meanwhile).
  */
 
 import { dirname, join } from "node:path";
 import { type Config, loadConfig } from "../config.ts";
-import { CalError } from "../errors.ts";
 import type { Guest } from "../guest/ssh.ts";
-import { PREAMBLE } from "../guest/ssh.ts";
 import type { Output } from "../output.ts";
 import { expandHome, paths } from "../paths.ts";
 import type { ArtifactRecord } from "../records.ts";
-import { exists, writeFileAtomic } from "../store.ts";
+import { writeFileAtomic } from "../store.ts";
+import { safeText } from "../terminal.ts";
 import { load, type Loaded, withGuest } from "../workspace.ts";
-import { type Candidate, listGuest, type Listing } from "./listing.ts";
-import { categoryOf, destinationFor, type PatternSet, patternSet, Selector } from "./patterns.ts";
+import { boundedText, type Candidate, listGuest, type Listing, relPathProblem } from "./listing.ts";
+import {
+  type CheckedDir,
+  copyTree,
+  crossDevice,
+  type Identity,
+  identityOf,
+  lstatOrUndefined,
+  realFolder,
+  sameAs,
+  stillSame,
+} from "./nofollow.ts";
+import {
+  type Category,
+  categoryOf,
+  destinationFor,
+  type PatternSet,
+  patternSet,
+  Selector,
+} from "./patterns.ts";
+import { type ExtractResult, extractTar } from "./untar.ts";
+
+export interface SyncItem {
+  dest: string;
+  bytes: number;
+  mtime: number;
+  files: number;
+  at: string;
+  /** The host copy as cal left it (absent in manifests of older versions). */
+  host?: Identity;
+}
 
 export interface SyncManifest {
   version: 1;
-  items: Record<string, { dest: string; bytes: number; mtime: number; files: number; at: string }>;
+  items: Record<string, SyncItem>;
+}
+
+const CATEGORIES: Category[] = ["builds", "test-results", "logs"];
+
+/** Whether a manifest's destination is one cal could have written: `<category>/<one name>`. */
+function plainDest(d: unknown): boolean {
+  if (typeof d !== "string") return false;
+  const i = d.indexOf("/");
+  return i > 0 && (CATEGORIES as string[]).includes(d.slice(0, i)) &&
+    !d.slice(i + 1).includes("/") && !relPathProblem(d);
 }
 
 export function manifestFile(workspace: string): string {
@@ -55,7 +102,12 @@ export function manifestFile(workspace: string): string {
 async function readManifest(workspace: string): Promise<SyncManifest> {
   try {
     const m = JSON.parse(await Deno.readTextFile(manifestFile(workspace)));
-    if (m && m.version === 1 && typeof m.items === "object") return m;
+    if (m && m.version === 1 && m.items && typeof m.items === "object") {
+      for (const [k, v] of Object.entries(m.items)) {
+        if (!v || !plainDest((v as SyncItem).dest)) delete m.items[k];
+      }
+      return m;
+    }
   } catch { /* absent or unreadable: start afresh */ }
   return { version: 1, items: {} };
 }
@@ -76,19 +128,33 @@ export interface Planned {
 }
 
 /**
+ * What is at a destination on the host: nothing, what cal put there (still the same file or
+ * folder), or something else (the guest's, through the share, or a link). `true` and `false`
+ * are shorthands: present (cal's when its manifest names it), absent.
+ */
+export type HostState = "absent" | "ours" | "other" | boolean;
+
+/**
  * Decides what to copy: matching candidates, their destinations, and whether each is already
- * synced. `hostHas(dest)` says whether a destination exists on the host.
+ * synced. `host(dest)` says what is at a destination on the host. `blocked` are artifacts with
+ * no free name left (their names taken by what cal did not put there).
  */
 export async function plan(
   listing: Listing,
   set: PatternSet,
   manifest: SyncManifest,
-  hostHas: (dest: string) => boolean,
-): Promise<{ planned: Planned[]; incomplete: Candidate[] }> {
+  host: (dest: string) => HostState,
+): Promise<{ planned: Planned[]; incomplete: Candidate[]; blocked: Candidate[] }> {
   const selector = new Selector(set);
   const planned: Planned[] = [];
   const incomplete: Candidate[] = [];
+  const blocked: Candidate[] = [];
   const ours = new Set(Object.values(manifest.items).map((i) => i.dest));
+  const state = (d: string): "absent" | "ours" | "other" => {
+    const s = host(d);
+    if (s === true) return ours.has(d) ? "ours" : "other";
+    return s === false ? "absent" : s;
+  };
   const assigned = new Set<string>();
   for (const c of listing.candidates) {
     const hit = selector.match(c.rel);
@@ -98,20 +164,26 @@ export async function plan(
       continue;
     }
     const prior = manifest.items[c.path];
-    let dest = prior?.dest;
-    if (!dest || assigned.has(dest)) {
-      dest = await destinationFor(
-        c.path,
-        c.rel,
-        (d) => assigned.has(d) || (ours.has(d) ? true : hostHas(d)),
-      );
+    // Taken for this artifact: by another artifact, by what cal did not put there, or recorded
+    // for another source.
+    const taken = (d: string) =>
+      assigned.has(d) || state(d) === "other" || (ours.has(d) && d !== prior?.dest);
+    // A recorded destination is reused only while it is free or still what cal put there.
+    let dest: string | undefined = prior?.dest;
+    if (dest && taken(dest)) dest = undefined;
+    if (!dest) {
+      dest = await destinationFor(c.path, c.rel, taken);
+      if (taken(dest)) {
+        blocked.push(c);
+        continue;
+      }
     }
     assigned.add(dest);
     const synced = !!prior && prior.dest === dest && prior.bytes === c.bytes &&
-      prior.mtime === c.mtime && prior.files === c.files && hostHas(dest);
+      prior.mtime === c.mtime && prior.files === c.files && state(dest) === "ours";
     planned.push({ candidate: c, dest, pattern: hit.pattern, from: hit.from, synced });
   }
-  return { planned, incomplete };
+  return { planned, incomplete, blocked };
 }
 
 /** The patterns for a workspace: config, plus its installed environments' `artifacts`. */
@@ -148,75 +220,162 @@ export async function workspacePatterns(
   return patternSet(config.output.watch_patterns, envs);
 }
 
+/** The guest command that archives the names on its stdin: system tar, none of the guest's environment. */
+const TAR_COMMAND = 'cd "$HOME" && exec /usr/bin/env -i HOME="$HOME" ' +
+  // COPYFILE_DISABLE: macOS tar would otherwise add AppleDouble `._` files for extended attributes.
+  "PATH=/usr/bin:/bin:/usr/sbin:/sbin COPYFILE_DISABLE=1 /usr/bin/tar -cf - --null -T -";
+
 /**
  * Streams a tar of `files` (relative to the guest's home) from the guest into `dir`: one SSH
- * connection, no per-file round trips.
+ * connection, no per-file round trips. Returns what untar skipped, and what the guest's tar
+ * said when it did not finish cleanly.
  */
-async function streamTar(guest: Guest, files: string[], dir: string): Promise<string> {
-  // COPYFILE_DISABLE: macOS tar would otherwise add AppleDouble `._` files for extended attributes.
-  const remote = 'cd "$HOME" && COPYFILE_DISABLE=1 tar -cf - --null -T -';
+async function streamTar(
+  guest: Guest,
+  files: Map<string, "file" | "bundle">,
+  dir: string,
+): Promise<{ result: ExtractResult; warning: string }> {
   const ssh = new Deno.Command("ssh", {
-    args: ["-F", guest.configFile, guest.alias, PREAMBLE + remote],
+    args: ["-F", guest.configFile, guest.alias, TAR_COMMAND],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let tar: Deno.ChildProcess;
-  try {
-    tar = new Deno.Command("tar", {
-      args: ["-x", "-f", "-", "-C", dir, "--no-same-owner"],
-      stdin: "piped",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-  } catch (e) {
-    ssh.kill();
-    throw e;
-  }
   const writer = ssh.stdin.getWriter();
-  const list = new TextEncoder().encode(files.map((f) => f + "\0").join(""));
+  // `./` first: GNU tar would read a name that starts with a dash as an option.
+  const list = new TextEncoder().encode([...files.keys()].map((f) => `./${f}\0`).join(""));
   const feed = writer.write(list).then(() => writer.close()).catch(() => {});
-  const pipe = ssh.stdout.pipeTo(tar.stdin).catch(() => {});
-  const text = (s: ReadableStream<Uint8Array>) => new Response(s).text();
-  const [sshStatus, sshErr, tarStatus, tarErr] = await Promise.all([
-    ssh.status,
-    text(ssh.stderr),
-    tar.status,
-    text(tar.stderr),
-    feed,
-    pipe,
-  ]);
-  if (sshStatus.code === 255) throw guest.sshError(sshErr);
-  if (!tarStatus.success) {
-    throw new CalError(
-      `Unpacking the artifacts from "${guest.workspace}" failed: ${tarErr.trim()}`,
-      {
-        workspace: guest.workspace,
-        hint: "Check free space in the output folder, then run the sync again.",
-      },
-    );
+  const stderr = boundedText(ssh.stderr);
+  let result: ExtractResult;
+  try {
+    result = await extractTar(ssh.stdout, dir, files);
+  } finally {
+    try {
+      ssh.kill("SIGKILL"); // it has said all cal listens to
+    } catch { /* already gone */ }
+  }
+  const [status, err] = await Promise.all([ssh.status, stderr, feed]);
+  if (status.code === 255 && !result.skipped && !(await hasEntries(dir))) {
+    throw guest.sshError(err);
   }
   // GNU tar exits 1 when a file changed while it was read; the next sync takes it again.
-  return sshStatus.code === 0 ? "" : sshErr.trim();
+  return { result, warning: status.success || status.signal ? "" : err.trim() };
 }
 
-/** Moves `from` to `to`, replacing what is there (a folder too) with as short a gap as rename allows. */
-async function replace(from: string, to: string): Promise<void> {
-  const old = await Deno.lstat(to).catch(() => undefined);
-  if (old?.isDirectory) {
+async function hasEntries(dir: string): Promise<boolean> {
+  for await (const _ of Deno.readDir(dir)) return true;
+  return false;
+}
+
+const hidden = (prefix: string) => `${prefix}${crypto.randomUUID().slice(0, 8)}`;
+
+/**
+ * Puts the staged `src` at `to` in the checked folder `cd`. `cur` is what is at `to` now: cal's
+ * own earlier copy (replaced) or nothing (a file is hard-linked, so a name that appeared
+ * meanwhile is never overwritten).
+ */
+async function placeOnce(
+  src: string,
+  to: string,
+  cd: CheckedDir,
+  cur: Deno.FileInfo | undefined,
+): Promise<void> {
+  if (!(await stillSame(cd))) throw new Error(`${cd.path} changed (now a link?)`);
+  const st = await Deno.lstat(src);
+  if (cur?.isDirectory) {
     // A hidden name, so a watcher never mistakes the old copy for a new artifact.
-    const aside = join(dirname(to), `.cal-old-${crypto.randomUUID().slice(0, 8)}`);
+    const aside = join(cd.path, hidden(".cal-old-"));
     await Deno.rename(to, aside);
-    await Deno.rename(from, to);
+    try {
+      await Deno.rename(src, to);
+    } catch (e) {
+      await Deno.rename(aside, to).catch(() => {});
+      throw e;
+    }
     await Deno.remove(aside, { recursive: true }).catch(() => {});
+  } else if (cur) {
+    await Deno.rename(src, to);
+  } else if (st.isFile) {
+    await Deno.link(src, to);
+    await Deno.remove(src);
   } else {
-    await Deno.rename(from, to);
+    await Deno.rename(src, to);
   }
+}
+
+/** placeOnce, copying first (into a hidden name in `cd`) when `src` is on another filesystem. */
+async function place(
+  src: string,
+  to: string,
+  cd: CheckedDir,
+  cur: Deno.FileInfo | undefined,
+): Promise<void> {
+  try {
+    return await placeOnce(src, to, cd, cur);
+  } catch (e) {
+    if (!crossDevice(e)) throw e;
+  }
+  const tmp = join(cd.path, hidden(".cal-in-"));
+  try {
+    await copyTree(src, tmp);
+    await placeOnce(tmp, to, cd, cur);
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Where a sync stages: a folder cal owns on the output folder's filesystem, so artifacts are
+ * renamed into place rather than copied: the workspace's own folder, else the output folder's
+ * parent (not shared with the guest).
+ */
+async function stagingParent(name: string, dir: string): Promise<string> {
+  const own = paths.vmDir(name);
+  const [a, b] = [await lstatOrUndefined(own), await lstatOrUndefined(dir)];
+  if (!a || !b || a.dev === b.dev) return own;
+  const beside = join(dirname(dir), ".cal-sync-staging");
+  await Deno.mkdir(beside, { recursive: true, mode: 0o700 });
+  const c = await lstatOrUndefined(beside);
+  return c?.isDirectory && !c.isSymlink && c.dev === b.dev ? beside : own;
 }
 
 export interface SyncOptions {
   /** Show what would be copied; copy nothing. */
   dryRun?: boolean;
+}
+
+/** What the category folders of the output folder hold now, without following a link. */
+async function hostView(dir: string): Promise<{
+  entries: Map<string, Deno.FileInfo>;
+  refused: Map<Category, string>;
+}> {
+  const entries = new Map<string, Deno.FileInfo>();
+  const refused = new Map<Category, string>();
+  for (const cat of CATEGORIES) {
+    const p = join(dir, cat);
+    const st = await lstatOrUndefined(p);
+    if (!st) continue;
+    if (st.isSymlink || !st.isDirectory) {
+      refused.set(cat, st.isSymlink ? "it is a link" : "it is not a folder");
+      continue;
+    }
+    try {
+      for await (const e of Deno.readDir(p)) {
+        const info = await lstatOrUndefined(join(p, e.name));
+        if (info) entries.set(`${cat}/${e.name}`, info);
+      }
+    } catch { /* gone meanwhile */ }
+  }
+  return { entries, refused };
+}
+
+/** Whether `st` (at `dest`) is still what the manifest says cal put there. */
+function isOurs(manifest: SyncManifest, dest: string, st: Deno.FileInfo): boolean {
+  if (st.isSymlink || !(st.isFile || st.isDirectory)) return false;
+  const item = Object.values(manifest.items).find((i) => i.dest === dest);
+  if (!item) return false;
+  // Older manifests recorded no identity: a plain file or folder is taken as cal's.
+  return item.host ? sameAs(st, item.host) : true;
 }
 
 /** One sync of a running workspace; returns a record per matching artifact. */
@@ -232,23 +391,62 @@ export async function syncWorkspace(
   return await withSyncLock(name, out, () =>
     withGuest(w, async (guest) => {
       const set = await workspacePatterns(guest, w, cfg, out);
+      const selector = new Selector(set);
       out.event("sync-list", `Looking for build artifacts in "${name}"…`, { workspace: name });
-      const listing = await listGuest(guest);
-      for (const s of listing.skipped) {
-        out.warn(`Skipped a file whose name is not UTF-8: ${JSON.stringify(s)}`, name);
+      const listing = await listGuest(guest, (rel) => !!selector.match(rel));
+      const at = (c: Candidate) => safeText(`${listing.home}/${c.path}`);
+      if (listing.skipped.length) {
+        out.warn(
+          `Skipped ${listing.skipped.length} file(s) whose name is not UTF-8, e.g. ${
+            safeText(JSON.stringify(listing.skipped[0]))
+          }.`,
+          name,
+        );
+      }
+      if (listing.rejected) {
+        out.warn(
+          `The guest's listing had ${listing.rejected} entr${
+            listing.rejected === 1 ? "y" : "ies"
+          } that are not plain paths under the search roots; ignored: ${
+            safeText(listing.rejectedExamples.join(", "))
+          }.`,
+          name,
+        );
+      }
+      if (listing.truncated) {
+        out.warn(
+          `The guest's listing was cut short (${listing.truncated}): artifacts past that point ` +
+            "were not looked at. Remove what builds leave behind, then sync again.",
+          name,
+        );
       }
       const manifest = await readManifest(name);
-      await removeLeftovers(dir);
-      const hostHas = new Set<string>();
-      for (const cat of ["builds", "test-results", "logs"]) {
-        try {
-          for await (const e of Deno.readDir(join(dir, cat))) hostHas.add(`${cat}/${e.name}`);
-        } catch { /* not there yet */ }
-      }
-      const { planned, incomplete } = await plan(listing, set, manifest, (d) => hostHas.has(d));
-      for (const c of incomplete) {
+      await removeLeftovers(name, dir);
+      const view = await hostView(dir);
+      for (const [cat, why] of view.refused) {
         out.warn(
-          `${listing.home}/${c.path} has no Info.plist yet (still being written?); skipped.`,
+          `${join(dir, cat)} is not used: ${why} (the guest can change the shared folder). ` +
+            `Nothing is copied into it; remove it (\`rm ${join(dir, cat)}\`), then sync again.`,
+          name,
+        );
+      }
+      const host = (d: string): HostState => {
+        const st = view.entries.get(d);
+        if (!st) {
+          return view.refused.has(d.slice(0, d.indexOf("/")) as Category) ? "other" : "absent";
+        }
+        return isOurs(manifest, d, st) ? "ours" : "other";
+      };
+      const all = await plan(listing, set, manifest, host);
+      const planned = all.planned.filter((p) => !view.refused.has(categoryOf(p.candidate.rel)));
+      for (const c of all.incomplete) {
+        out.warn(`${at(c)} has no Info.plist yet (still being written?); skipped.`, name);
+      }
+      for (const c of all.blocked) {
+        if (view.refused.has(categoryOf(c.rel))) continue;
+        out.warn(
+          `${at(c)} was not copied: its names in the output folder are taken by files cal did ` +
+            "not put there (written through the shared folder?). Move those away, then sync again.",
           name,
         );
       }
@@ -262,19 +460,66 @@ export async function syncWorkspace(
           { workspace: name, count: todo.length, bytes },
         );
         await Deno.mkdir(dir, { recursive: true });
-        const tmp = await Deno.makeTempDir({ dir, prefix: ".cal-sync-" });
+        await Deno.mkdir(paths.vmDir(name), { recursive: true });
+        const tmp = await Deno.makeTempDir({
+          dir: await stagingParent(name, dir),
+          prefix: ".cal-sync-",
+        });
+        const folders = new Map<Category, CheckedDir | string>();
         try {
-          const warning = await streamTar(guest, todo.map((p) => p.candidate.path), tmp);
-          if (warning) out.warn(`tar in the guest said: ${warning}`, name);
+          const wanted = new Map(todo.map((p) => [p.candidate.path, p.candidate.type] as const));
+          const { result, warning } = await streamTar(guest, wanted, tmp);
+          if (warning) out.warn(`tar in the guest said: ${safeText(warning.slice(0, 2000))}`, name);
+          if (result.skipped) {
+            out.warn(
+              `Left out ${result.skipped} member(s) of the guest's archive that are not plain ` +
+                `files or folders of what was asked for: ${safeText(result.reasons.join("; "))}.`,
+              name,
+            );
+          }
+          if (result.broken) {
+            out.warn(
+              `The guest's archive ended early (${result.broken}); the rest is skipped.`,
+              name,
+            );
+          }
           for (const p of todo) {
             const from = join(tmp, p.candidate.path);
-            if (!(await exists(from))) {
-              out.warn(`${listing.home}/${p.candidate.path} vanished before it was copied.`, name);
+            const st = await lstatOrUndefined(from);
+            if (!st || (p.candidate.type === "file" ? !st.isFile : !st.isDirectory)) {
+              out.warn(`${at(p.candidate)} vanished before it was copied.`, name);
+              continue;
+            }
+            const cat = categoryOf(p.candidate.rel);
+            let cd = folders.get(cat);
+            if (!cd) folders.set(cat, cd = await realFolder(join(dir, cat)));
+            if (typeof cd === "string") {
+              out.warn(
+                `${join(dir, cat)} is not used: ${cd}; ${at(p.candidate)} not copied.`,
+                name,
+              );
               continue;
             }
             const to = join(dir, p.dest);
-            await Deno.mkdir(join(dir, categoryOf(p.candidate.rel)), { recursive: true });
-            await replace(from, to);
+            const cur = await lstatOrUndefined(to);
+            if (cur && !isOurs(manifest, p.dest, cur)) {
+              out.warn(
+                `${safeText(to)} changed since it was planned (not cal's copy); ` +
+                  `left it alone, ${at(p.candidate)} not copied.`,
+                name,
+              );
+              continue;
+            }
+            try {
+              await place(from, to, cd, cur);
+            } catch (e) {
+              out.warn(
+                `Could not move ${at(p.candidate)} into place: ${(e as Error).message}`,
+                name,
+              );
+              continue;
+            }
+            const now = await lstatOrUndefined(to);
             copied.add(p);
             manifest.items[p.candidate.path] = {
               dest: p.dest,
@@ -282,6 +527,7 @@ export async function syncWorkspace(
               mtime: p.candidate.mtime,
               files: p.candidate.files,
               at: new Date().toISOString(),
+              ...(now && identityOf(now) ? { host: identityOf(now) } : {}),
             };
           }
         } finally {
@@ -306,14 +552,16 @@ export async function syncWorkspace(
 }
 
 /** Removes staging folders an interrupted sync left (the caller holds the sync lock). */
-async function removeLeftovers(dir: string): Promise<void> {
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      if (e.isDirectory && e.name.startsWith(".cal-sync-")) {
-        await Deno.remove(join(dir, e.name), { recursive: true }).catch(() => {});
+async function removeLeftovers(name: string, dir: string): Promise<void> {
+  for (const parent of [paths.vmDir(name), join(dirname(dir), ".cal-sync-staging")]) {
+    try {
+      for await (const e of Deno.readDir(parent)) {
+        if (e.isDirectory && e.name.startsWith(".cal-sync-")) {
+          await Deno.remove(join(parent, e.name), { recursive: true }).catch(() => {});
+        }
       }
-    }
-  } catch { /* no output folder yet */ }
+    } catch { /* none yet */ }
+  }
 }
 
 /** Holds the workspace's sync lock (one sync at a time; other cal commands are not blocked). */

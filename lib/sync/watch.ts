@@ -9,11 +9,18 @@
  * Artifacts already there when the watch starts count as seen; one that changes later (a rebuild)
  * is finished again and fires again. Names starting with a dot are ignored (sync's staging
  * folder is one), and bundles are never searched inside.
+ *
+ * The folder is the guest's to write (it is shared): links are never followed (not for the scan,
+ * not for an Info.plist, not for a log, and a hook never runs on a path that has become a link),
+ * logs are read in bounded chunks with long lines cut (logs.ts), and names are data for the
+ * command to show escaped.
  */
 
 import { join, relative } from "node:path";
 import type { ArtifactRecord, HookRecord } from "../records.ts";
 import { type HookRun, runHook } from "./hooks.ts";
+import { LineBuffer, readLines } from "./logs.ts";
+import { lstatOrUndefined } from "./nofollow.ts";
 import {
   type ArtifactType,
   artifactType,
@@ -50,6 +57,8 @@ export interface WatchOptions {
   onLog(file: string, line: string): void;
   /** Where hooks' stdout goes. */
   hookStdout: "inherit" | ((chunk: Uint8Array) => void);
+  /** Where hooks' stderr goes (default: inherited). */
+  hookStderr?: "inherit" | ((chunk: Uint8Array) => void);
   /** Runs a hook (replaceable in tests). */
   run?: typeof runHook;
 }
@@ -129,7 +138,7 @@ async function bundleTotals(dir: string, into: Seen): Promise<void> {
 }
 
 async function isFile(p: string): Promise<boolean> {
-  return (await Deno.stat(p).catch(() => undefined))?.isFile ?? false;
+  return (await lstatOrUndefined(p))?.isFile ?? false;
 }
 
 /**
@@ -155,7 +164,7 @@ export async function scan(
       const rel = relative(dir, p);
       if (e.isDirectory) {
         if (!isBundleName(e.name)) {
-          await walk(p);
+          if ((await lstatOrUndefined(p))?.isDirectory) await walk(p);
           continue;
         }
         if (!selector.match(rel)) continue;
@@ -206,46 +215,31 @@ interface Tracked {
 
 /** Tails growing log files, line by line. */
 class LogTail {
-  private offsets = new Map<string, { offset: number; partial: string }>();
+  private offsets = new Map<string, { offset: number; buf: LineBuffer }>();
   constructor(private dir: string, private onLine: (file: string, line: string) => void) {}
 
   /** Starts each file already there at its end (only new lines are streamed). */
   prime(sizes: Map<string, number>) {
-    for (const [rel, size] of sizes) this.offsets.set(rel, { offset: size, partial: "" });
+    for (const [rel, size] of sizes) this.offsets.set(rel, { offset: size, buf: new LineBuffer() });
   }
 
   async update(sizes: Map<string, number>) {
     for (const [rel, size] of sizes) {
       let st = this.offsets.get(rel);
-      if (!st) this.offsets.set(rel, st = { offset: 0, partial: "" });
-      if (size < st.offset) st.offset = 0, st.partial = ""; // truncated or replaced
+      if (!st) this.offsets.set(rel, st = { offset: 0, buf: new LineBuffer() });
+      if (size < st.offset) st.offset = 0, st.buf.reset(); // truncated or replaced
       if (size === st.offset) continue;
-      const text = await readRange(join(this.dir, rel), st.offset, size);
-      st.offset = size;
-      const lines = (st.partial + text).split("\n");
-      st.partial = lines.pop() ?? "";
-      for (const l of lines) this.onLine(rel, l.replace(/\r$/, ""));
+      // At most 8 MB per file per round: the rest comes on the next.
+      st.offset = await readLines(
+        join(this.dir, rel),
+        st.offset,
+        size,
+        st.buf,
+        (l) => this.onLine(rel, l),
+        8 << 20,
+      );
     }
     for (const rel of [...this.offsets.keys()]) if (!sizes.has(rel)) this.offsets.delete(rel);
-  }
-}
-
-/** Reads bytes [from, to) of a file as text. */
-export async function readRange(file: string, from: number, to: number): Promise<string> {
-  const f = await Deno.open(file, { read: true }).catch(() => undefined);
-  if (!f) return "";
-  try {
-    await f.seek(from, Deno.SeekMode.Start);
-    const buf = new Uint8Array(to - from);
-    let done = 0;
-    while (done < buf.length) {
-      const n = await f.read(buf.subarray(done));
-      if (n === null) break;
-      done += n;
-    }
-    return new TextDecoder().decode(buf.subarray(0, done));
-  } finally {
-    f.close();
   }
 }
 
@@ -265,12 +259,21 @@ export async function watch(o: WatchOptions): Promise<void> {
     while (queue.length && !o.signal.aborted) {
       const job = queue.shift()!;
       const path = join(o.dir, job.rel);
+      // Swapped for a link (or gone) since it was seen: the hook would act on what it points at.
+      const now = await lstatOrUndefined(path);
+      if (!now || now.isSymlink || !(now.isFile || now.isDirectory)) continue;
       let r: HookRun;
       try {
-        r = await run(job.template, path, {
-          CAL_WORKSPACE: o.workspace,
-          CAL_ARTIFACT_TYPE: artifactType(baseName(job.rel)),
-        }, o.hookStdout);
+        r = await run(
+          job.template,
+          path,
+          {
+            CAL_WORKSPACE: o.workspace,
+            CAL_ARTIFACT_TYPE: artifactType(baseName(job.rel)),
+          },
+          o.hookStdout,
+          o.hookStderr,
+        );
       } catch {
         r = { exit: 127, seconds: 0 };
       }
