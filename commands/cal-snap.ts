@@ -58,7 +58,7 @@ export function snapshotTable(rs: SnapshotRecord[], withWorkspace = false): stri
       gb(r.size_gb),
       r.auto ? "auto" : "manual",
     ]),
-  );
+  ) + rs.filter((r) => r.problem).map((r) => `\n${r.snapshot}: ${r.problem}`).join("");
 }
 
 function requireName(name: string | undefined): string {

@@ -7,9 +7,9 @@ import type { Guest } from "./guest/ssh.ts";
 import type { MachineInfo } from "./provider.ts";
 import { getProvider } from "./providers/registry.ts";
 import type { CheckRecord, WorkspaceRecord } from "./records.ts";
-import { listNames } from "./store.ts";
+import { exists, listNames, syncRoot } from "./store.ts";
 import { InvalidFile } from "./yaml.ts";
-import { connect, load, type Loaded, toRecord } from "./workspace.ts";
+import { connect, load, type Loaded, toRecord, unfinished } from "./workspace.ts";
 import { paths } from "./paths.ts";
 
 /** Every workspace, with one machine listing per provider (not one call per workspace). */
@@ -21,7 +21,18 @@ export async function list(): Promise<WorkspaceRecord[]> {
       loaded.push(await load(name));
     } catch (e) {
       if (!(e instanceof CalError)) throw e;
-      broken.push(brokenRecord(name, e));
+      const debris = !(await exists(paths.vmFile(name)));
+      broken.push(
+        brokenRecord(
+          name,
+          debris
+            ? `${paths.vmDir(name)} has no vm.yaml: a killed cal left it; ` +
+              "`cal-vm cleanup` removes it"
+            : e instanceof InvalidFile
+            ? e.message
+            : `${paths.vmFile(name)}: ${e.message}`,
+        ),
+      );
     }
   }
   const machines = new Map<string, Map<string, MachineInfo>>();
@@ -35,7 +46,7 @@ export async function list(): Promise<WorkspaceRecord[]> {
 }
 
 /** A workspace whose metadata cannot be read still shows up, with what is wrong. */
-function brokenRecord(name: string, e: CalError): WorkspaceRecord {
+function brokenRecord(name: string, problem: string): WorkspaceRecord {
   return {
     kind: "workspace",
     workspace: name,
@@ -48,7 +59,7 @@ function brokenRecord(name: string, e: CalError): WorkspaceRecord {
     base_image: "?",
     environments: [],
     created_at: "",
-    problem: e instanceof InvalidFile ? e.message : `${paths.vmFile(name)}: ${e.message}`,
+    problem,
   };
 }
 
@@ -70,8 +81,12 @@ export async function health(name: string, config: Config): Promise<CheckRecord[
   if (
     !add(
       "metadata",
-      w.vm.status === "ready",
-      w.vm.status === "ready" ? paths.vmFile(name) : "init did not finish",
+      w.vm.status === "ready" && !w.vm.restoring,
+      w.vm.status === "creating"
+        ? "init did not finish"
+        : unfinished(w)
+        ? unfinished(w)!.message
+        : paths.vmFile(name),
     )
   ) {
     return checks;
@@ -112,7 +127,7 @@ export async function health(name: string, config: Config): Promise<CheckRecord[
     const gb = freeKb / 1024 / 1024;
     add("disk", gb >= 2, `${gb.toFixed(1)} GB free in the guest's home`);
   } else add("disk", false, "could not read the guest's free space");
-  const outDir = w.vm.output_dir ?? join(config.output.sync_dir, name);
+  const outDir = w.vm.output_dir ?? join(syncRoot(config.output.sync_dir), name);
   const outOk = await Deno.stat(outDir).then((s) => s.isDirectory, () => false);
   add("output", outOk, outOk ? outDir : `${outDir} is missing (start creates it)`);
   return checks;

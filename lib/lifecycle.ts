@@ -6,18 +6,27 @@
  * its workspace `creating` until it has finished and removes it on failure or interrupt.
  */
 
-import { join } from "node:path";
+import { networkForStart, networkStopped } from "./network/attach.ts";
+import { basename, join } from "node:path";
 import { type Config, resolveVmSettings, type VmSettings } from "./config.ts";
 import { CalError, ExitCode, notFound, usageError, wrongState } from "./errors.ts";
 import { Guest } from "./guest/ssh.ts";
 import { onInterrupt } from "./interrupt.ts";
 import { validateName } from "./names.ts";
 import type { Output } from "./output.ts";
-import { expandHome, paths } from "./paths.ts";
+import { paths } from "./paths.ts";
 import type { StartResult } from "./provider.ts";
 import { getProvider } from "./providers/registry.ts";
-import { exists, readVm, removeVmDir, type VmFile, withLock, writeVm } from "./store.ts";
-import { load, type Loaded, machineName, toRecord } from "./workspace.ts";
+import {
+  exists,
+  killPoint,
+  removeVmDir,
+  syncRoot,
+  type VmFile,
+  withLock,
+  writeVm,
+} from "./store.ts";
+import { load, type Loaded, machineName, toRecord, unfinished } from "./workspace.ts";
 import type { WorkspaceRecord } from "./records.ts";
 import { provisionEnvironments } from "./environments/manage.ts";
 
@@ -58,18 +67,8 @@ export async function init(
   const machine = machineName(name);
 
   return await withLock(name, async () => {
-    if (await exists(paths.vmDir(name))) {
-      const vm = await readVm(name).catch(() => undefined);
-      throw wrongState(
-        vm?.status === "creating"
-          ? `An earlier \`cal-vm init ${name}\` was interrupted and left a half-made workspace.`
-          : `Workspace "${name}" already exists.`,
-        vm?.status === "creating"
-          ? `Remove it with \`cal-vm destroy ${name} --yes\`, then run init again.`
-          : `Use it (\`cal-vm start ${name}\`) or pick another name.`,
-        name,
-      );
-    }
+    // Under the lock, whatever an earlier command left here has no cal working on it any more.
+    await finishLeftovers(name, out);
     // `tart clone` overwrites silently: never clobber a machine cal did not create here.
     if (await provider.get(machine)) {
       throw wrongState(
@@ -78,22 +77,31 @@ export async function init(
         name,
       );
     }
+    // A copy of this machine a kill left half-made (e.g. a folder without its settings).
+    for (const path of (await provider.leftovers?.()) ?? []) {
+      if (basename(path) !== machine) continue;
+      out.event("cleanup", `Removing ${path}, left half-made by a killed cal…`, {
+        workspace: name,
+      });
+      await provider.removeLeftover!(path);
+    }
     const vm: VmFile = {
       name,
       base_image: image,
       created_at: new Date().toISOString(),
-      provider: provider.name,
+      provider: s.provider,
       vm: machine,
       status: "creating",
       ...(opts.template ? { template: opts.template.name } : {}),
       resources: { cpu: s.cpu, memory: s.memory, disk_size: s.disk_size },
       user: s.user,
       ...(opts.network ? { options: { network: opts.network } } : {}),
-      output_dir: join(expandHome(config.output.sync_dir), name),
+      output_dir: join(syncRoot(config.output.sync_dir), name),
       ...(opts.agent ? { agent: opts.agent } : {}),
       environments: opts.environments ?? [],
     };
     await writeVm(vm);
+    killPoint("init:recorded");
     const undo = async () => {
       await provider.delete(machine).catch(() => {});
       await removeVmDir(name);
@@ -106,6 +114,7 @@ export async function init(
         machine,
         (line) => out.event("progress", line.trim(), { workspace: name }),
       );
+      killPoint("init:cloned");
       await provider.configure(machine, {
         cpu: s.cpu,
         memory: s.memory,
@@ -131,14 +140,58 @@ export async function init(
   }, waitMessage(out, name));
 }
 
-function usable(w: Loaded): void {
-  if (w.vm.status === "creating") {
+/**
+ * What an earlier, killed command left in workspace `name`'s place, finished before init uses
+ * the name (the caller holds the lock): a folder without vm.yaml (a killed destroy's or init's)
+ * and a half-made workspace are removed; a destroy that was under way is named, to be finished.
+ */
+async function finishLeftovers(name: string, out: Output): Promise<void> {
+  if (!(await exists(paths.vmDir(name)))) return;
+  if (!(await exists(paths.vmFile(name)))) {
+    out.event("cleanup", `Removing "${name}"'s folder, left without its vm.yaml by a killed cal…`, {
+      workspace: name,
+    });
+    await removeVmDir(name);
+    return;
+  }
+  let w: Loaded;
+  try {
+    w = await load(name);
+  } catch (e) {
     throw wrongState(
-      `Workspace "${w.vm.name}" was never finished: its init was interrupted.`,
-      `Remove it with \`cal-vm destroy ${w.vm.name} --yes\` and run init again.`,
-      w.vm.name,
+      `Workspace "${name}" already exists, and its vm.yaml cannot be read: ${
+        e instanceof Error ? e.message : e
+      }`,
+      `Fix the file, or remove the workspace's folder (${paths.vmDir(name)}) if you no longer ` +
+        "need it; then run init again.",
+      name,
     );
   }
+  if (w.vm.status === "destroying") {
+    throw wrongState(
+      `An earlier \`cal-vm destroy ${name}\` was interrupted before it had finished.`,
+      `Finish it with \`cal-vm destroy ${name} --yes\`, then run init again.`,
+      name,
+    );
+  }
+  if (w.vm.status !== "creating") {
+    throw wrongState(
+      `Workspace "${name}" already exists.`,
+      `Use it (\`cal-vm start ${name}\`) or pick another name.`,
+      name,
+    );
+  }
+  out.event("cleanup", `An earlier init of "${name}" was interrupted; removing what it left…`, {
+    workspace: name,
+  });
+  if (await w.provider.get(w.machine)) await w.provider.delete(w.machine);
+  await removeVmDir(name);
+}
+
+/** Refuses (exit 4) a workspace an interrupted command left unfinished, saying how to finish. */
+export function usable(w: Loaded): void {
+  const problem = unfinished(w);
+  if (problem) throw wrongState(problem.message, problem.hint, w.vm.name);
 }
 
 export interface StartOptions {
@@ -198,7 +251,7 @@ export async function startMachine(
     );
   }
   await w.provider.checkCapacity(w.machine);
-  const outputDir = w.vm.output_dir ?? join(expandHome(config.output.sync_dir), name);
+  const outputDir = w.vm.output_dir ?? join(syncRoot(config.output.sync_dir), name);
   for (const sub of ["builds", "test-results", "logs"]) {
     await Deno.mkdir(join(outputDir, sub), { recursive: true });
   }
@@ -218,7 +271,9 @@ export async function startMachine(
       logFile,
       vnc: opts.vnc,
       options: w.vm.options,
+      network: await networkForStart(name, w.provider.name, w.vm.options?.network),
     });
+    killPoint("start:launched");
     for (const warning of started.warnings ?? []) out.warn(warning, name);
     const timeout = opts.timeout ?? config.vm.boot_timeout;
     ip = await waitReady(w, started, config, timeout, out, logFile);
@@ -385,4 +440,5 @@ export async function stopMachine(w: Loaded, force: boolean, out: Output): Promi
   }
   out.event("stop", `Stopping ${w.machine}…`, { workspace: w.vm.name });
   await w.provider.stop(w.machine, { timeoutSeconds: force ? 0 : 30 });
+  await networkStopped(w.vm.name);
 }

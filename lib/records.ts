@@ -83,6 +83,8 @@ export interface SnapshotRecord {
   source_state?: string;
   /** Set on the record of a snapshot that was just removed. */
   deleted?: boolean;
+  /** What is wrong with it (e.g. its create was interrupted) and what to do. */
+  problem?: string;
 }
 
 export interface AgentRecord {

@@ -11,17 +11,15 @@
 import type { Config } from "./config.ts";
 import { CalError, notFound, wrongState } from "./errors.ts";
 import { requireNoUnsavedWork } from "./gitsafety.ts";
-import { startMachine, stopMachine } from "./lifecycle.ts";
-import { validateName } from "./names.ts";
+import { startMachine, stopMachine, usable } from "./lifecycle.ts";
+import { snapshotMachine, validateName } from "./names.ts";
 import type { Output } from "./output.ts";
 import type { MachineInfo } from "./provider.ts";
 import type { DiskUsageRecord, SnapshotRecord } from "./records.ts";
-import { listNames, type SnapshotEntry, withLock, writeVm } from "./store.ts";
+import { killPoint, listNames, type SnapshotEntry, withLock, writeVm } from "./store.ts";
 import { load, type Loaded, machineName } from "./workspace.ts";
 
-export function snapshotMachine(workspace: string, snapshot: string): string {
-  return `${machineName(workspace)}--${snapshot}`;
-}
+export { snapshotMachine };
 
 /** The temporary machine a restore copies into; `.` keeps it out of the snapshot namespace. */
 const restoringMachine = (workspace: string) => `${machineName(workspace)}--.restoring`;
@@ -36,17 +34,18 @@ function toRecord(w: Loaded, s: SnapshotEntry, info?: MachineInfo): SnapshotReco
     vm: s.vm ?? snapshotMachine(w.vm.name, s.name),
     ...(info?.sizeGb !== undefined ? { size_gb: info.sizeGb } : {}),
     ...(s.source_state ? { source_state: s.source_state } : {}),
+    ...(s.status === "creating"
+      ? {
+        problem: "its create was interrupted; `cal-snap create " + w.vm.name + " --name " +
+          s.name + "` again finishes it, `cal-snap delete` or `cal-vm cleanup` removes it",
+      }
+      : {}),
   };
 }
 
+/** Refuses a workspace an interrupted init or destroy left (a restore's is what restore finishes). */
 function ready(w: Loaded): void {
-  if (w.vm.status === "creating") {
-    throw wrongState(
-      `Workspace "${w.vm.name}" was never finished: its init was interrupted.`,
-      `Remove it with \`cal-vm destroy ${w.vm.name} --yes\`.`,
-      w.vm.name,
-    );
-  }
+  if (w.vm.status !== "ready") usable(w);
 }
 
 export interface Timed<T> {
@@ -56,7 +55,11 @@ export interface Timed<T> {
 
 const since = (t0: number) => Math.round((performance.now() - t0) / 100) / 10;
 
-/** Takes a snapshot; the caller holds the workspace's lock. */
+/**
+ * Takes a snapshot; the caller holds the workspace's lock. The snapshot is recorded (`creating`)
+ * before the workspace is stopped or copied, so a kill at any point leaves an entry `list` shows
+ * and `delete`/`cleanup` remove, and the same create run again finishes it.
+ */
 async function createLocked(
   w: Loaded,
   snapshot: string,
@@ -64,10 +67,11 @@ async function createLocked(
   config: Config,
   out: Output,
 ): Promise<SnapshotRecord> {
-  ready(w);
+  usable(w);
   const name = w.vm.name;
   const target = snapshotMachine(name, snapshot);
-  if ((w.vm.snapshots ?? []).some((s) => s.name === snapshot) || await w.provider.get(target)) {
+  const earlier = (w.vm.snapshots ?? []).find((s) => s.name === snapshot);
+  if (earlier && earlier.status !== "creating") {
     throw wrongState(
       `Workspace "${name}" already has a snapshot named "${snapshot}".`,
       `Pick another name, or delete it first: \`cal-snap delete ${name} --name ${snapshot}\`.`,
@@ -82,31 +86,55 @@ async function createLocked(
       name,
     );
   }
-  const wasRunning = info.state === "running";
-  if (wasRunning) {
-    out.event(
-      "interrupt",
-      `Stopping "${name}" for a consistent snapshot: the session is interrupted and resumes ` +
-        "after the copy.",
-      { workspace: name },
-    );
-    await stopMachine(w, false, out);
+  // Under the lock, an unfinished entry or an unrecorded copy is a killed create's: redo it.
+  if (await w.provider.get(target)) {
+    out.event("cleanup", `Removing ${target}, left by an interrupted snapshot create…`, {
+      workspace: name,
+    });
+    await w.provider.delete(target);
   }
-  try {
-    out.event("snapshot", `Copying ${w.machine} to ${target}…`, { workspace: name });
-    await w.provider.clone(w.machine, target);
-  } finally {
-    if (wasRunning) await startMachine(w, config, {}, out);
-  }
+  // A killed create stopped a running workspace: this one starts it again afterwards.
+  const wasRunning = info.state === "running" || earlier?.source_state === "running";
   const entry: SnapshotEntry = {
     name: snapshot,
     created_at: new Date().toISOString(),
     vm: target,
     auto,
-    source_state: info.state,
+    source_state: earlier?.source_state ?? info.state,
+    status: "creating",
   };
-  w.vm.snapshots = [...(w.vm.snapshots ?? []), entry];
+  const others = (w.vm.snapshots ?? []).filter((s) => s.name !== snapshot);
+  w.vm.snapshots = [...others, entry];
   await writeVm(w.vm);
+  killPoint("snapshot-create:recorded");
+  try {
+    if (info.state === "running") {
+      out.event(
+        "interrupt",
+        `Stopping "${name}" for a consistent snapshot: the session is interrupted and resumes ` +
+          "after the copy.",
+        { workspace: name },
+      );
+      await stopMachine(w, false, out);
+      killPoint("snapshot-create:stopped");
+    }
+    out.event("snapshot", `Copying ${w.machine} to ${target}…`, { workspace: name });
+    try {
+      await w.provider.clone(w.machine, target);
+    } catch (e) {
+      // Nothing was made: the entry goes again.
+      w.vm.snapshots = others;
+      await writeVm(w.vm).catch(() => {});
+      throw e;
+    }
+    killPoint("snapshot-create:copied");
+    delete entry.status;
+    await writeVm(w.vm);
+  } finally {
+    if (wasRunning && (await w.provider.get(w.machine))?.state !== "running") {
+      await startMachine(w, config, {}, out);
+    }
+  }
   return toRecord(w, entry, await w.provider.get(target));
 }
 
@@ -202,7 +230,12 @@ export interface RestoreOptions {
   force?: boolean;
 }
 
-/** Restores a snapshot; the caller holds the lock. */
+/**
+ * Restores a snapshot; the caller holds the lock. The snapshot is copied to a temporary machine
+ * first; only once that copy is whole is the workspace marked `restoring` and its machine
+ * replaced, so a kill before leaves the workspace as it was (and a temporary copy `cleanup`
+ * removes), and a kill after leaves a workspace that says to run the restore again.
+ */
 async function restoreLocked(
   w: Loaded,
   snapshot: string,
@@ -212,6 +245,14 @@ async function restoreLocked(
 ): Promise<SnapshotRecord> {
   const name = w.vm.name;
   const entry = findEntry(w, snapshot);
+  if (entry.status === "creating") {
+    throw wrongState(
+      `Snapshot "${snapshot}" of "${name}" was never finished: its create was interrupted.`,
+      `Take it again (\`cal-snap create ${name} --name ${snapshot}\`) or delete it ` +
+        `(\`cal-snap delete ${name} --name ${snapshot}\`).`,
+      name,
+    );
+  }
   const source = entry.vm ?? snapshotMachine(name, snapshot);
   // Never touch the workspace before the copy's source is known to exist.
   if (!(await w.provider.get(source))) {
@@ -222,9 +263,11 @@ async function restoreLocked(
     );
   }
   const info = await w.provider.get(w.machine);
-  const wasRunning = info?.state === "running";
+  // A killed restore stopped a running workspace: this one starts it again afterwards.
+  const wasRunning = info?.state === "running" || !!w.vm.restoring?.resume;
   await requireNoUnsavedWork(w, info?.state, `Restoring "${snapshot}"`, opts, out);
-  if (wasRunning) await stopMachine(w, true, out);
+  if (info?.state === "running") await stopMachine(w, true, out);
+  killPoint("restore:stopped");
 
   const temp = restoringMachine(name);
   if (await w.provider.get(temp)) await w.provider.delete(temp); // left by a failed restore
@@ -233,7 +276,7 @@ async function restoreLocked(
     await w.provider.clone(source, temp);
   } catch (e) {
     // The workspace is untouched: bring it back as it was before failing.
-    if (wasRunning) await startMachine(w, config, {}, out).catch(() => {});
+    if (wasRunning && info) await startMachine(w, config, {}, out).catch(() => {});
     const err = e instanceof CalError ? e : new CalError(String(e));
     throw new CalError(`Restoring "${snapshot}" failed while copying it: ${err.message}`, {
       code: err.code,
@@ -243,8 +286,16 @@ async function restoreLocked(
       workspace: name,
     });
   }
+  killPoint("restore:copied");
+  w.vm.restoring = {
+    snapshot,
+    at: new Date().toISOString(),
+    ...(wasRunning ? { resume: true } : {}),
+  };
+  await writeVm(w.vm);
   try {
-    if (info) await w.provider.delete(w.machine);
+    if (await w.provider.get(w.machine)) await w.provider.delete(w.machine);
+    killPoint("restore:deleted");
     await w.provider.rename(temp, w.machine);
   } catch (e) {
     const err = e instanceof CalError ? e : new CalError(String(e));
@@ -255,6 +306,9 @@ async function restoreLocked(
       workspace: name,
     });
   }
+  killPoint("restore:renamed");
+  delete w.vm.restoring;
+  await writeVm(w.vm);
   if (wasRunning) await startMachine(w, config, {}, out);
   return toRecord(w, entry, await w.provider.get(source));
 }
@@ -303,7 +357,12 @@ export async function rollback(
   });
 }
 
-async function deleteLocked(w: Loaded, entry: SnapshotEntry, out: Output): Promise<SnapshotRecord> {
+/** Deletes a snapshot's machine and its entry; the caller holds the lock. */
+export async function deleteLocked(
+  w: Loaded,
+  entry: SnapshotEntry,
+  out: Output,
+): Promise<SnapshotRecord> {
   const m = entry.vm ?? snapshotMachine(w.vm.name, entry.name);
   if (await w.provider.get(m)) {
     out.event("delete", `Deleting ${m}…`, { workspace: w.vm.name });
@@ -323,6 +382,15 @@ export async function deleteSnapshot(
   validateName(snapshot, "snapshot");
   return await withLock(name, async () => {
     const w = await load(name);
+    const m = snapshotMachine(name, snapshot);
+    if (!(w.vm.snapshots ?? []).some((s) => s.name === snapshot) && await w.provider.get(m)) {
+      // A copy an interrupted create (of an older cal) made but never recorded.
+      out.event("delete", `Deleting ${m} (a snapshot copy that was never recorded)…`, {
+        workspace: name,
+      });
+      await w.provider.delete(m);
+      return { ...toRecord(w, { name: snapshot, created_at: "", vm: m }), deleted: true };
+    }
     return await deleteLocked(w, findEntry(w, snapshot), out);
   });
 }

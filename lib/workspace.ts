@@ -9,11 +9,9 @@ import { getProvider } from "./providers/registry.ts";
 import type { WorkspaceRecord, WorkspaceState } from "./records.ts";
 import { readVm, type VmFile } from "./store.ts";
 import { Guest } from "./guest/ssh.ts";
+import { machineName } from "./names.ts";
 
-/** The provider's machine name for a workspace: prefixed, so cal never touches VMs it did not make. */
-export function machineName(workspace: string): string {
-  return `cal-${workspace}`;
-}
+export { machineName } from "./names.ts";
 
 export interface Loaded {
   vm: VmFile;
@@ -26,6 +24,32 @@ export async function load(name: string): Promise<Loaded> {
   return { vm, provider: getProvider(vm.provider), machine: vm.vm ?? machineName(name) };
 }
 
+/** What an interrupted init, destroy or restore left unfinished in `w`, and what finishes it. */
+export function unfinished(w: Loaded): { message: string; hint: string } | undefined {
+  const n = w.vm.name;
+  if (w.vm.status === "creating") {
+    return {
+      message: `Workspace "${n}" was never finished: its init was interrupted.`,
+      hint: `Run \`cal-vm init ${n}\` again (it removes what was left), or remove it with ` +
+        `\`cal-vm destroy ${n} --yes\` (or \`cal-vm cleanup\`).`,
+    };
+  }
+  if (w.vm.status === "destroying") {
+    return {
+      message: `Workspace "${n}" is half destroyed: its destroy was interrupted.`,
+      hint: `Finish it with \`cal-vm destroy ${n} --yes\` (or \`cal-vm cleanup\`).`,
+    };
+  }
+  if (w.vm.restoring) {
+    const s = w.vm.restoring.snapshot;
+    return {
+      message: `Workspace "${n}"'s restore of snapshot "${s}" was interrupted.`,
+      hint: `Finish it with \`cal-snap restore ${n} --name ${s}\` (the snapshot is intact).`,
+    };
+  }
+  return undefined;
+}
+
 /** Builds the record for a workspace from its metadata and what the provider says. */
 export function toRecord(
   w: Loaded,
@@ -34,10 +58,14 @@ export function toRecord(
 ): WorkspaceRecord {
   let state: WorkspaceState;
   let problem: string | undefined;
+  const left = unfinished(w);
   if (w.vm.status === "creating") {
     state = "broken";
-    problem = `init did not finish; remove what it left with \`cal-vm destroy ${w.vm.name}\`` +
-      " (or `cal-vm cleanup`)";
+    problem = "init did not finish; `cal-vm init " + w.vm.name + "` again or `cal-vm cleanup` " +
+      "removes what it left";
+  } else if (left) {
+    state = w.vm.status === "destroying" || !info ? "broken" : info.state;
+    problem = `${left.message} ${left.hint}`;
   } else if (!info) {
     state = "missing";
     problem = `its ${w.provider.name} machine "${w.machine}" is gone; ` +
@@ -80,6 +108,8 @@ export async function connect(w: Loaded): Promise<Guest> {
 }
 
 function notRunning(w: Loaded, info: MachineInfo | undefined): CalError {
+  const left = unfinished(w);
+  if (left) return wrongState(left.message, left.hint, w.vm.name);
   if (!info) {
     return notFound(
       `Workspace "${w.vm.name}" has no machine (${w.machine} is gone).`,

@@ -15,6 +15,7 @@ import { run, type RunResult } from "../process.ts";
 import type { Endpoint } from "../provider.ts";
 import { quoteArgs } from "../shell.ts";
 import { writeFileAtomic } from "../store.ts";
+import { safeText } from "../terminal.ts";
 
 const SSH_HINT = "Install OpenSSH's client (`apt-get install openssh-client`; macOS ships it).";
 
@@ -68,7 +69,7 @@ export class Guest {
       if (r.code !== 0) throw new CalError(`Could not create the workspace's SSH key: ${r.stderr}`);
     }
     const q = (s: string) => `"${s}"`;
-    const config = [
+    const lines = [
       `Host ${this.alias}`,
       `  HostName ${this.endpoint.host}`,
       `  Port ${this.endpoint.port}`,
@@ -90,8 +91,24 @@ export class Guest {
       `  ServerAliveInterval 15`,
       `  ServerAliveCountMax 4`,
       `  LogLevel ERROR`,
-      "",
-    ].join("\n");
+    ];
+    // Second line of defence (vm.yaml's rules are the first): a value with a newline or another
+    // control character would be a config line of its own (a ProxyCommand, say), so none passes.
+    // deno-lint-ignore no-control-regex
+    const bad = lines.find((l) => /[\x00-\x1f\x7f]/.test(l));
+    if (bad !== undefined) {
+      throw new CalError(
+        `cal refused to write an ssh config for "${this.workspace}": a value holds a newline or ` +
+          `control character (${safeText(bad.trim().slice(0, 80))}).`,
+        {
+          code: "invalid-config",
+          exit: ExitCode.usage,
+          hint: `Check the user and addresses in ${paths.vmFile(this.workspace)}; nothing was run.`,
+          workspace: this.workspace,
+        },
+      );
+    }
+    const config = lines.join("\n") + "\n";
     const current = await Deno.readTextFile(this.configFile).catch(() => "");
     if (current !== config) await writeFileAtomic(this.configFile, config, 0o600);
   }

@@ -210,8 +210,7 @@ async function pull(name: string, quiet = false): Promise<string> {
       `pulling ${name}...\npulling manifest...\npulling disk (22.3 GB compressed)...\n0%\n100%\npulling NVRAM...\n`,
     );
   }
-  const tmp = join(tartHome(), "tmp", crypto.randomUUID());
-  Deno.mkdirSync(tmp, { recursive: true });
+  const tmp = workDir();
   const config: VmConfig = {
     version: 1,
     os: "darwin",
@@ -231,6 +230,7 @@ async function pull(name: string, quiet = false): Promise<string> {
   Deno.truncateSync(join(tmp, "disk.img"), 50 * 1e9);
   await buildGuest(join(tmp, "guest"));
   Deno.mkdirSync(dirname(dir), { recursive: true });
+  rmf(join(tmp, OWNER));
   Deno.renameSync(tmp, dir);
   Deno.symlinkSync(digest, tagLink);
   return dir;
@@ -292,9 +292,9 @@ async function clone(args: string[]) {
     open(source);
     from = vmDir(source);
   }
-  const tmp = join(tartHome(), "tmp", crypto.randomUUID());
-  Deno.mkdirSync(dirname(tmp), { recursive: true });
-  copyTree(from, tmp);
+  const tmp = workDir();
+  copyTree(`${from}/.`, tmp); // into the claimed folder
+  Deno.writeTextFileSync(join(tmp, OWNER), String(Deno.pid));
   const delay = Number(Deno.env.get("FAKE_TART_CLONE_DELAY") ?? 0);
   if (delay) await new Promise((r) => setTimeout(r, delay * 1000));
   await withGlobalLock(() => {
@@ -304,12 +304,45 @@ async function clone(args: string[]) {
     );
     if (macs.includes(c.macAddress)) c.macAddress = randomMac();
     writeConfig(tmp, c);
-    for (const f of [".fake-run.pid", ".fake-accessed"]) rmf(join(tmp, f));
+    for (const f of [".fake-run.pid", ".fake-accessed", OWNER]) rmf(join(tmp, f));
     Deno.mkdirSync(vmsDir(), { recursive: true });
     rmf(vmDir(target));
     Deno.renameSync(tmp, vmDir(target));
   });
   if (!remoteParts(source)) touch(source);
+}
+
+/**
+ * A working folder in `$TART_HOME/tmp`, as Tart's create/clone/pull build a VM. Tart flocks it so
+ * gc skips it; the fake records its pid in it instead (as "running" is a pid file, see README).
+ */
+const OWNER = ".fake-owner.pid";
+function workDir(): string {
+  const tmp = join(tartHome(), "tmp", crypto.randomUUID());
+  Deno.mkdirSync(tmp, { recursive: true });
+  Deno.writeTextFileSync(join(tmp, OWNER), String(Deno.pid));
+  return tmp;
+}
+
+/** Tart's `Config().gc()`: deletes the working folders no live tart holds (a killed one's). */
+function gc() {
+  const root = join(tartHome(), "tmp");
+  for (const e of Deno.readDirSync(root)) {
+    const dir = join(root, e.name);
+    let pid = 0;
+    try {
+      pid = Number(Deno.readTextFileSync(join(dir, OWNER)));
+    } catch {
+      // Not claimed yet (just made) or never: only an old one is garbage.
+      const age = Date.now() - (Deno.lstatSync(dir).mtime?.getTime() ?? 0);
+      if (age < 60_000) continue;
+    }
+    let live = false;
+    try {
+      live = !!pid && Deno.readTextFileSync(`/proc/${pid}/cmdline`).includes("tart.ts");
+    } catch { /* gone */ }
+    if (!live) rmf(dir);
+  }
 }
 
 /** rm -rf */
@@ -776,8 +809,7 @@ async function create(args: string[]) {
   if (p.opts["--from-ipsw"]) {
     throw new TartError("Error: the fake tart cannot install macOS from an IPSW", 1);
   }
-  const tmp = join(tartHome(), "tmp", crypto.randomUUID());
-  Deno.mkdirSync(tmp, { recursive: true });
+  const tmp = workDir();
   writeConfig(tmp, {
     version: 1,
     os: "linux",
@@ -795,6 +827,7 @@ async function create(args: string[]) {
   await buildGuest(join(tmp, "guest"));
   Deno.mkdirSync(vmsDir(), { recursive: true });
   rmf(vmDir(name));
+  rmf(join(tmp, OWNER));
   Deno.renameSync(tmp, vmDir(name));
 }
 
@@ -830,6 +863,8 @@ async function main(argv: string[]): Promise<number> {
   Deno.mkdirSync(join(tartHome(), "cache"), { recursive: true });
   Deno.mkdirSync(join(tartHome(), "tmp"), { recursive: true });
   const [cmd, ...args] = argv;
+  // As Tart: every command but pull and clone first collects the garbage in tmp/.
+  if (cmd && commands[cmd] && cmd !== "pull" && cmd !== "clone") gc();
   if (cmd === "--version") {
     out(VERSION + "\n");
     return 0;
