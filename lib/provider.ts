@@ -43,6 +43,17 @@ export interface StartOptions {
   vnc?: boolean;
   /** Provider-specific options fixed at init (e.g. the sandbox's network mode). */
   options?: Record<string, string | number | boolean>;
+  /**
+   * The workspace's egress policy mode, and where cal's egress proxy listens for it: "open"
+   * (the host's network as it is), "allowlist" (out only through the proxy), "none" (nothing).
+   */
+  network?: {
+    mode: "open" | "allowlist" | "none";
+    /** The proxy's unix socket on the host (a provider that can bind it into the guest). */
+    proxySocket?: string;
+    /** The proxy's TCP address, for guests that reach the host over a network (Tart). */
+    proxyTcp?: { host: string; port: number };
+  };
 }
 
 export interface StartResult {

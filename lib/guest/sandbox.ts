@@ -54,8 +54,14 @@ export interface GuestSpec {
   shares?: { host: string; guest: string; readOnly?: boolean }[];
   /** Writable folders of the state that appear at these guest paths (besides the home). */
   prefixes?: string[];
-  /** "none" gives the guest a network namespace of its own with nothing in it. */
-  network?: "host" | "none";
+  /**
+   * "host" shares the host's network namespace; "none" gives the guest one of its own with
+   * nothing in it; "proxy" one of its own whose only way out is cal's egress proxy: a relay on
+   * the guest's 127.0.0.1:3128 to the proxy's unix socket in `proxySocketDir` (see PROXY).
+   */
+  network?: "host" | "none" | "proxy";
+  /** The host folder holding the egress proxy's socket (`proxy.sock`), for "proxy". */
+  proxySocketDir?: string;
   /**
    * As root: the host uid and gid the guest runs as (shown inside as `user`'s), one per
    * workspace so no two guests share an owner. Without it, root runs the guest as root's
@@ -68,6 +74,77 @@ export interface GuestSpec {
    * guest's home for a login. Without it, the guest's own ~/.ssh/authorized_keys (as on Tart).
    */
   keysDir?: string;
+}
+
+/**
+ * The egress proxy as the guest sees it: its socket's folder, bound read-only (connecting to a
+ * socket needs no write access to its file system), and the address the relay listens on.
+ */
+export const PROXY = {
+  dir: "/run/cal-net",
+  socket: "/run/cal-net/proxy.sock",
+  url: "http://127.0.0.1:3128",
+  port: 3128,
+};
+
+/** The variables that send every usual client (curl, git, npm, pip, gh, agents) to the proxy. */
+export function proxyEnvironment(url = PROXY.url): Record<string, string> {
+  const none = "localhost,127.0.0.1,::1";
+  return {
+    HTTP_PROXY: url,
+    HTTPS_PROXY: url,
+    ALL_PROXY: url,
+    http_proxy: url,
+    https_proxy: url,
+    all_proxy: url,
+    NO_PROXY: none,
+    no_proxy: none,
+  };
+}
+
+/** The host's trust settings a client reads (TLS inspection behind a corporate proxy, say). */
+const CA_VARIABLES = [
+  "NODE_EXTRA_CA_CERTS",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "CURL_CA_BUNDLE",
+  "GIT_SSL_CAINFO",
+  "REQUESTS_CA_BUNDLE",
+  "PIP_CERT",
+];
+
+/**
+ * The host's extra CA settings, for the guest's sessions: only those naming a file or folder
+ * under /etc or /usr, which the guest sees read-only as the host's own (a CA bundle is public).
+ */
+export function hostCaEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of CA_VARIABLES) {
+    const v = Deno.env.get(k);
+    if (v && /^\/(etc|usr)\/[\w./+-]+$/.test(v) && !v.includes("..")) {
+      try {
+        Deno.statSync(v);
+        env[k] = v;
+      } catch { /* not there: leave it out */ }
+    }
+  }
+  return env;
+}
+
+/**
+ * `command` behind the relay that is the guest's only way out in "proxy" mode: socat on
+ * 127.0.0.1:3128 inside the guest's network namespace, to the proxy's socket. (The guest may
+ * kill it; it then only loses its own way out.)
+ */
+export function behindRelay(command: string[]): string[] {
+  return [
+    "/bin/sh",
+    "-c",
+    `/usr/bin/socat TCP-LISTEN:${PROXY.port},bind=127.0.0.1,reuseaddr,fork ` +
+    `UNIX-CONNECT:${PROXY.socket} & exec "$@"`,
+    "cal-guest",
+    ...command,
+  ];
 }
 
 /** Where the guest sees `keysDir`: under the read-only root, so sshd's StrictModes holds. */
@@ -255,6 +332,11 @@ export async function prepareGuest(spec: GuestSpec): Promise<void> {
   }
 }
 
+function setEnv(env: Record<string, string>): string[] {
+  const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return pairs.length ? [`SetEnv ${pairs.join(" ")}`] : [];
+}
+
 function sshdConfig(spec: GuestSpec): string {
   return [
     `ListenAddress ${spec.listen.host}:${spec.listen.port}`,
@@ -275,6 +357,12 @@ function sshdConfig(spec: GuestSpec): string {
     "MaxSessions 64",
     "MaxStartups 64:30:128",
     "LogLevel INFO",
+    // Every session (cal's commands, the agent, a person's shell) learns the way out and the
+    // host's trust.
+    ...setEnv({
+      ...(spec.network === "proxy" ? proxyEnvironment() : {}),
+      ...hostCaEnvironment(),
+    }),
     "",
   ].join("\n");
 }
@@ -298,7 +386,7 @@ export function bwrapArgs(
     "--unshare-pid",
     "--unshare-ipc",
     "--unshare-uts",
-    ...(spec.network === "none" ? ["--unshare-net"] : []),
+    ...(spec.network === "none" || spec.network === "proxy" ? ["--unshare-net"] : []),
     "--die-with-parent",
     "--hostname",
     spec.hostname,
@@ -378,6 +466,9 @@ export function bwrapArgs(
     a.push(s.readOnly ? "--ro-bind" : "--bind", from(s.host), s.guest);
   }
   if (spec.keysDir) a.push("--ro-bind", from(spec.keysDir), KEYS_DIR);
+  if (spec.network === "proxy" && spec.proxySocketDir) {
+    a.push("--ro-bind", from(spec.proxySocketDir), PROXY.dir);
+  }
   // The root itself read-only (as a Mac's system volume): nothing in it is renamed or replaced
   // (the keys' folder, the mount points); /tmp, /run, /var and the binds stay as they are.
   a.push("--remount-ro", "/");
@@ -401,6 +492,7 @@ function hostDirs(spec: GuestSpec): string[] {
     ...(spec.prefixes ?? []).map((p) => layout.prefix(spec, p)),
     ...(spec.shares ?? []).map((s) => s.host),
     ...(spec.keysDir ? [spec.keysDir] : []),
+    ...(spec.network === "proxy" && spec.proxySocketDir ? [spec.proxySocketDir] : []),
   ];
 }
 

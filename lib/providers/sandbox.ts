@@ -31,6 +31,7 @@ import type {
   StartResult,
 } from "../provider.ts";
 import {
+  behindRelay,
   guestCommand,
   type GuestSpec,
   layout,
@@ -43,11 +44,34 @@ import {
 
 export const SANDBOX_ISOLATION = "Linux namespaces (bubblewrap), not a VM: the kernel is shared";
 
+/** The guest's network: the host's ("host"), none, or out only through cal's proxy. */
+type SandboxNetwork = "host" | "none" | "proxy";
+
+/**
+ * The network a start gives the guest: the workspace's egress mode when cal passes one
+ * (allowlist: through the proxy; open: the host's network; none), else init's old
+ * `--network host|none` option, else what the machine last had.
+ */
+function sandboxNetwork(opts: StartOptions, f: MachineFile): SandboxNetwork {
+  const mode = opts.network?.mode;
+  if (mode === "allowlist") {
+    if (!opts.network?.proxySocket) {
+      throw new CalError("The allowlist network needs cal's egress proxy, and none was given.");
+    }
+    return "proxy";
+  }
+  if (mode === "open") return "host";
+  if (mode === "none") return "none";
+  const old = opts.options?.network;
+  return old === "none" || old === "host" ? old : f.network ?? "host";
+}
+
 interface MachineFile {
   cpu: number;
   memory: number;
   disk: number;
-  network: "host" | "none";
+  /** The network the machine last started with (init's choice until its first start). */
+  network: SandboxNetwork;
   created_at: string;
   /** As root: the host uid (and gid) the guest runs as, its own (see `allocateId`). */
   uid?: number;
@@ -104,6 +128,15 @@ export class SandboxProvider implements Provider {
           code: "tool-missing",
           hint:
             "Install it: `sudo apt-get install openssh-server` (cal runs it only inside sandboxes).",
+        },
+      );
+    }
+    if (!which("/usr/bin/socat")) {
+      throw new CalError(
+        "socat (/usr/bin/socat) is not installed; a sandbox reaches cal's egress proxy through it.",
+        {
+          code: "tool-missing",
+          hint: "Install it: `sudo apt-get install socat`.",
         },
       );
     }
@@ -169,7 +202,10 @@ export class SandboxProvider implements Provider {
     await Deno.writeTextFile(join(this.dir(m), "machine.json"), JSON.stringify(f, null, 2) + "\n");
   }
 
-  spec(m: string, opts: { outputDir?: string; network?: "host" | "none" } = {}): GuestSpec {
+  spec(
+    m: string,
+    opts: { outputDir?: string; network?: SandboxNetwork; proxySocketDir?: string } = {},
+  ): GuestSpec {
     const f = this.readMachine(m);
     const network = opts.network ?? f?.network ?? "host";
     return {
@@ -178,11 +214,12 @@ export class SandboxProvider implements Provider {
       user: MAC_ADMIN,
       hostname: m,
       // The guest's sshd is no root on the host: a port above 1024.
-      listen: network === "none"
+      listen: network !== "host"
         ? { host: "127.0.0.1", port: 2222 }
         : { host: addressOf(m), port: portOf(m) },
       prefixes: MAC_PREFIXES,
       network,
+      ...(opts.proxySocketDir ? { proxySocketDir: opts.proxySocketDir } : {}),
       shares: opts.outputDir
         ? [{ host: opts.outputDir, guest: "/Volumes/My Shared Files/output" }]
         : [],
@@ -342,18 +379,18 @@ export class SandboxProvider implements Provider {
       await this.own(this.dir(m), f.uid);
       await this.writeMachine(m, f);
     }
-    const network = (opts.options?.network as "host" | "none" | undefined) ?? f.network;
-    const spec = this.spec(m, { outputDir: opts.outputDir, network });
+    const network = sandboxNetwork(opts, f);
+    const proxySocketDir = network === "proxy" ? dirname(opts.network!.proxySocket!) : undefined;
+    if (proxySocketDir) await this.shareProxy(opts.network!.proxySocket!, f);
+    const spec = this.spec(m, { outputDir: opts.outputDir, network, proxySocketDir });
     await prepareGuest(spec);
+    if (f.network !== network) await this.writeMachine(m, { ...f, network });
+    const sshd = ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"];
     const limits = await this.limits(f);
     // The guest is tied to a shell that outlives cal and whose end (stop) ends the guest.
     const [bin, ...rest] = [
       ...limits,
-      ...guestCommand(
-        spec,
-        ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"],
-        "cal-sandbox",
-      ),
+      ...guestCommand(spec, network === "proxy" ? behindRelay(sshd) : sshd, "cal-sandbox"),
     ];
     const started = await startDetached(bin, rest, opts.logFile);
     await Deno.writeTextFile(this.pidFile(m), String(started.pid));
@@ -403,7 +440,7 @@ export class SandboxProvider implements Provider {
     const spec = this.spec(m);
     const busy = async () =>
       alive(pid) ||
-      (spec.network !== "none" && await listening(spec.listen.host, spec.listen.port));
+      (spec.network === "host" && await listening(spec.listen.host, spec.listen.port));
     const deadline = Date.now() + Math.max(1, opts.timeoutSeconds) * 1000;
     while (await busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     group("SIGKILL");
@@ -460,8 +497,8 @@ export class SandboxProvider implements Provider {
     const pid = this.runner(m);
     if (!pid) return undefined;
     const spec = this.spec(m);
-    if (spec.network === "none") {
-      // No route into an empty network namespace: reach sshd from inside it.
+    if (spec.network !== "host") {
+      // No route into a network namespace of its own: reach sshd from inside it.
       const child = await sandboxChild(pid);
       if (!child) return undefined;
       return { host: "127.0.0.1", port: spec.listen.port, proxyCommand: relay(child, spec) };
@@ -472,6 +509,18 @@ export class SandboxProvider implements Provider {
 
   checkCapacity(): Promise<void> {
     return Promise.resolve(); // no licence limit for Linux sandboxes
+  }
+
+  /**
+   * Lets the guest's uid connect to the egress proxy's socket: its folder and the socket are
+   * root's and the guest's group's only (the folder is bound into this guest alone).
+   */
+  private async shareProxy(socket: string, f: MachineFile): Promise<void> {
+    if (Deno.uid() !== 0 || !f.uid) return; // rootless: the guest is the caller
+    for (const [path, mode] of [[dirname(socket), 0o750], [socket, 0o660]] as const) {
+      await Deno.chown(path, 0, f.uid);
+      await Deno.chmod(path, mode);
+    }
   }
 
   /**

@@ -1,0 +1,52 @@
+/**
+ * A workspace's network at start and stop: the egress mode its policy says, and cal's proxy
+ * running where the provider's guest can reach it.
+ *
+ * - allowlist and none: the proxy runs (none refuses every connection, and logs it), so a change
+ *   between the two takes effect in the running workspace; the guest's only way out is the proxy.
+ * - open: no proxy; the guest has the host's network as it is (a restart switches to or from it).
+ *
+ * The sandbox reaches the proxy through a unix socket bound into its own network namespace
+ * (`<vmDir>/net/proxy.sock`).
+ */
+
+import { join } from "node:path";
+import { paths } from "../paths.ts";
+import type { StartOptions } from "../provider.ts";
+import { ensureProxy, stopProxy } from "./daemon.ts";
+import { loadPolicy, readWorkspaceNetwork } from "./settings.ts";
+
+/** The proxy's socket for a workspace (its folder is bound into a sandbox guest). */
+export const proxySocket = (name: string) => join(paths.vmDir(name), "net", "proxy.sock");
+
+/**
+ * Prepares the network for starting `name` on `provider`; returns what the provider needs.
+ * `initNetwork` is the workspace's `--network host|none` from before policies (vm.yaml's
+ * options), which counts as the workspace's own mode when network.json names none.
+ */
+export async function networkForStart(
+  name: string,
+  provider: string,
+  initNetwork?: unknown,
+): Promise<NonNullable<StartOptions["network"]>> {
+  // A damaged policy refuses the start, naming its file.
+  let { mode } = await loadPolicy(name);
+  if (
+    !(await readWorkspaceNetwork(name)).mode && (initNetwork === "host" || initNetwork === "none")
+  ) {
+    mode = initNetwork === "host" ? "open" : "none";
+  }
+  if (mode === "open" || provider !== "sandbox") {
+    await stopProxy(name);
+    return { mode };
+  }
+  const socketPath = proxySocket(name);
+  await Deno.mkdir(join(paths.vmDir(name), "net"), { recursive: true, mode: 0o700 });
+  await ensureProxy(name, { socketPath });
+  return { mode, proxySocket: socketPath };
+}
+
+/** After the workspace's machine stopped: its proxy goes too. */
+export async function networkStopped(name: string): Promise<void> {
+  await stopProxy(name);
+}
