@@ -10,6 +10,10 @@
  *
  * It listens where the guest side can reach it: a unix socket (the sandbox bind-mounts it into
  * its network namespace) and/or a TCP address (Tart: the host's side of the VM network).
+ *
+ * With `credentials`, it terminates TLS toward a live session's API hosts only (the
+ * workspace's CA; every other CONNECT stays an opaque tunnel) and swaps the session's stand-ins
+ * for the real keys there, over verified TLS to the real upstream; see credentials.ts.
  */
 
 import { lookup as dnsLookup } from "node:dns";
@@ -27,6 +31,8 @@ import {
   shouldBypassParentProxy,
 } from "@anthropic-ai/sandbox-runtime/dist/sandbox/parent-proxy.js";
 import { addRange } from "@anthropic-ai/sandbox-runtime/dist/sandbox/address.js";
+import type { MitmCA } from "@anthropic-ai/sandbox-runtime/dist/sandbox/mitm-ca.js";
+import type { StandIns } from "./credentials.ts";
 import { canonicalHost, CompiledPolicy, type Policy, PRIVATE_RANGES, RULE } from "./policy.ts";
 import type { Entry } from "./log.ts";
 
@@ -62,6 +68,13 @@ export interface ProxyOptions {
   resolve?: Resolve;
   /** This host's addresses (test seam; default: its interfaces', read per check). */
   localAddresses?: () => readonly string[];
+  /** Key swapping: the workspace's CA and the live sessions' stand-ins. */
+  credentials?: {
+    ca: MitmCA;
+    standIns: StandIns;
+    /** The CA(s) the upstream leg trusts instead of the system's (test seam). */
+    upstreamCA?: string | string[];
+  };
 }
 
 export interface RunningProxy {
@@ -232,6 +245,30 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     }).catch((e) => callback(e, []));
   };
 
+  const creds = opts.credentials;
+  const swapping = creds
+    ? {
+      mitmCA: creds.ca,
+      shouldTerminateTLS: (host: string, port: number) => creds.standIns.terminates(host, port),
+      // Every request the proxy can read (plain HTTP, terminated HTTPS): a stand-in is swapped
+      // toward its own host or the request is refused. A throw refuses too.
+      filterRequest: (req: Request, info?: Parameters<StandIns["decide"]>[1]) =>
+        Promise.resolve(creds.standIns.decide(req, info)),
+      onFilterRequestDenied: (d: { url: string; reason: string }) => {
+        let host = "";
+        let port = 0;
+        try {
+          const u = new URL(d.url);
+          host = u.hostname;
+          port = Number(u.port) || (u.protocol === "https:" ? 443 : 80);
+        } catch { /* not a URL: logged without a host */ }
+        opts.onDecision({ host, port, decision: "refused", rule: "credential", reason: d.reason });
+      },
+      // The upstream leg is always verified; the real value goes out only after its handshake.
+      ...(creds.upstreamCA ? { tlsTerminateUpstreamCA: creds.upstreamCA } : {}),
+    }
+    : {};
+
   const make = () =>
     createHttpProxyServer({
       filter,
@@ -240,6 +277,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       requireAsciiHost: true,
       ...(opts.token ? { proxyAuthToken: opts.token } : {}),
       ...(parent ? { parentProxy: parent } : {}),
+      ...swapping,
     }) as Server;
 
   const servers: Server[] = [];
