@@ -1,7 +1,8 @@
 /**
  * cal-gh: the GitHub workflow inside a workspace. Thin: parses arguments, calls lib/github.
  *
- *   cal-gh auth login|status|logout WS [--token-stdin] [--keychain] [--hostname H]
+ *   cal-gh auth login|status|logout [WS] [--token-stdin] [--keychain] [--hostname H]
+ *     (no WS: the host's one login, used by every workspace through cal's broker)
  *   cal-gh clone WS --repo OWNER/REPO [--branch B | --new-branch B]
  *   cal-gh commit WS --message M [--push] [--pr --pr-title T]     cal-gh push WS
  *   cal-gh pr WS --title T [--body B] [--base main] [--draft]     cal-gh status WS
@@ -18,7 +19,14 @@ import {
   runProgram,
 } from "../lib/cli.ts";
 import { usageError } from "../lib/errors.ts";
-import { login, logout, status as authStatus } from "../lib/github/auth.ts";
+import {
+  hostLogin,
+  hostLogout,
+  hostStatus,
+  login,
+  logout,
+  status as authStatus,
+} from "../lib/github/auth.ts";
 import { clone, commit, pr, push } from "../lib/github/repos.ts";
 import { repoStatuses, repoText } from "../lib/github/status.ts";
 import type { PullRequestRecord, RepoRecord } from "../lib/records.ts";
@@ -76,12 +84,15 @@ export function program(ctx: Context): Command {
     "Clone, branch, commit, push and open pull requests inside a workspace.",
   );
 
-  const auth = p.command("auth").description("GitHub authentication inside the workspace");
+  const auth = p.command("auth").description(
+    "GitHub authentication: the host's login, or one inside a workspace",
+  );
   outputOptions(
     auth.command("login").description(
-      "log gh in inside the workspace (interactive, or a token on stdin)",
+      "without a workspace: keep the host's login for every workspace's broker (the guest never " +
+        "holds it); with one: log gh in inside it (the agent can then read the token)",
     )
-      .argument("<workspace>", "workspace name")
+      .argument("[workspace]", "workspace name (omit for the host's login)")
       .option(
         "--token-stdin",
         "read a token from stdin (fine-grained: Contents and Pull requests read/write)",
@@ -90,6 +101,14 @@ export function program(ctx: Context): Command {
       .option("--hostname <host>", "GitHub host (default: config github.host, else gh's default)"),
   ).action(async (ws, o) => {
     const token = o.tokenStdin ? await tokenFromStdin() : undefined;
+    if (!ws) {
+      const h = await hostLogin({ token, hostname: o.hostname }, await ctx.config(), out);
+      out.records(
+        [h],
+        ([h]) => `Logged in to ${h.host}${h.user ? ` as ${h.user}` : ""} on the host.`,
+      );
+      return;
+    }
     const r = await login(
       ws,
       { token, keychain: o.keychain, hostname: o.hostname },
@@ -99,21 +118,29 @@ export function program(ctx: Context): Command {
     out.records([r], ([r]) => `Logged in to ${r.host}${r.user ? ` as ${r.user}` : ""} in "${ws}".`);
   });
   outputOptions(
-    auth.command("status").description("show gh's login state inside the workspace")
-      .argument("<workspace>", "workspace name")
+    auth.command("status").description(
+      "show the login state inside the workspace (without one: the host's login)",
+    )
+      .argument("[workspace]", "workspace name")
       .option("--hostname <host>", "GitHub host"),
   ).action(async (ws, o) => {
-    const r = await authStatus(ws, await ctx.config(), o.hostname);
+    const r = ws
+      ? await authStatus(ws, await ctx.config(), o.hostname)
+      : await hostStatus(await ctx.config(), o.hostname);
     out.records([r], ([r]) => r.detail ?? (r.logged_in ? "Logged in." : "Not logged in."));
     if (!r.logged_in) ctx.exitCode = 1;
   });
   outputOptions(
-    auth.command("logout").description("log gh out inside the workspace")
-      .argument("<workspace>", "workspace name")
+    auth.command("logout").description(
+      "log gh out inside the workspace (without one: forget the host's login)",
+    )
+      .argument("[workspace]", "workspace name")
       .option("--hostname <host>", "GitHub host"),
   ).action(async (ws, o) => {
-    const r = await logout(ws, await ctx.config(), o.hostname);
-    out.records([r], ([r]) => `Logged out of ${r.host} in "${ws}".`);
+    const r = ws
+      ? await logout(ws, await ctx.config(), o.hostname)
+      : await hostLogout(await ctx.config(), o.hostname);
+    out.records([r], ([r]) => `Logged out of ${r.host} ${ws ? `in "${ws}"` : "on the host"}.`);
   });
 
   outputOptions(

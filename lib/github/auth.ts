@@ -1,8 +1,13 @@
 /**
- * GitHub authentication inside a workspace. A token reaches `gh auth login --with-token` through
- * SSH's stdin: never an argument, never a plain-text file on the host. By default the host keeps
- * nothing (log in per workspace); `--keychain` on macOS keeps the token in the login Keychain
- * (written through `security -i`'s stdin, so not in argv either) for the next workspace.
+ * GitHub authentication: the host's one login (no workspace named), which every workspace's
+ * broker uses while the guest holds no token (see token.ts for where it is kept), or a login
+ * inside one workspace, for people who want gh itself in the guest (the agent can then read that
+ * token).
+ *
+ * Inside a workspace, a token reaches `gh auth login --with-token` through SSH's stdin: never an
+ * argument, never a plain-text file on the host. `--keychain` on macOS keeps it in the login
+ * Keychain (written through `security -i`'s stdin, so not in argv either), the same entry the
+ * host's login uses.
  */
 
 import type { Config } from "../config.ts";
@@ -14,8 +19,10 @@ import { quoteArgs } from "../shell.ts";
 import { updateVm } from "../store.ts";
 import { connect, load } from "../workspace.ts";
 import { gh, ghError } from "./gh.ts";
+import { hostToken, KEYCHAIN_SERVICE, removeHostToken, saveHostToken, tokenFile } from "./token.ts";
+import { viewer } from "./api.ts";
 
-export const KEYCHAIN_SERVICE = "cal-github";
+export { KEYCHAIN_SERVICE };
 
 /** The host gh should use: the flag, then config; undefined leaves gh's default alone. */
 export function hostOf(config: Config, flag?: string): string | undefined {
@@ -57,6 +64,12 @@ export async function login(
       );
     }
   }
+  out.warn(
+    `gh in "${name}" will hold the token: the agent there can read it and use it for anything ` +
+      "the token may do. Without this login, the workspace uses the host's login through cal's " +
+      "broker, which allows pushes to the workspace's own branches only.",
+    name,
+  );
   const guest = await connect(w);
   const hostArgs = host ? ["--hostname", host] : [];
   if (token) {
@@ -118,4 +131,66 @@ export async function logout(name: string, config: Config, hostname?: string): P
     vm.github = { ...vm.github, authenticated: false };
   });
   return { kind: "auth", workspace: name, host, logged_in: false };
+}
+
+const where = (source: string, host: string) =>
+  source === "keychain"
+    ? "the login Keychain"
+    : source === "file"
+    ? tokenFile(host)
+    : "the host's own gh (`gh auth token`)";
+
+/**
+ * The host's login: a token from stdin is checked against the API, then kept (the Keychain on
+ * macOS, else a 0600 file); without one, the host's own gh must already be logged in.
+ */
+export async function hostLogin(
+  opts: { token?: string; hostname?: string },
+  config: Config,
+  out: Output,
+): Promise<AuthRecord> {
+  const host = hostOf(config, opts.hostname) ?? "github.com";
+  if (opts.token) {
+    const v = await viewer(host, "", opts.token);
+    if (!v) {
+      throw new CalError(`${host} did not accept the token (GET /user failed).`, {
+        code: "auth-failed",
+        hint: "Check the token and the host (--hostname), then run the command again.",
+      });
+    }
+    const source = await saveHostToken(host, opts.token);
+    out.event("auth", `Logged in to ${host} as ${v.login} on the host (${where(source, host)}).`);
+    return { kind: "auth", workspace: "", host, logged_in: true, user: v.login, detail: source };
+  }
+  const t = await hostToken(host);
+  if (!t) {
+    throw usageError(
+      `No login for ${host} on this host yet.`,
+      `Pipe a token: \`gh auth token | cal-gh auth login --token-stdin --hostname ${host}\`.`,
+    );
+  }
+  return await hostStatus(config, opts.hostname);
+}
+
+export async function hostStatus(config: Config, hostname?: string): Promise<AuthRecord> {
+  const host = hostOf(config, hostname) ?? "github.com";
+  const t = await hostToken(host);
+  if (!t) return { kind: "auth", workspace: "", host, logged_in: false, detail: "no login" };
+  const v = await viewer(host, "", t.token);
+  return {
+    kind: "auth",
+    workspace: "",
+    host,
+    logged_in: !!v,
+    ...(v ? { user: v.login } : {}),
+    detail: `${v ? `Logged in to ${host} as ${v.login}` : `${host} refused the token`}, from ${
+      where(t.source, host)
+    }.`,
+  };
+}
+
+export async function hostLogout(config: Config, hostname?: string): Promise<AuthRecord> {
+  const host = hostOf(config, hostname) ?? "github.com";
+  await removeHostToken(host);
+  return { kind: "auth", workspace: "", host, logged_in: false };
 }

@@ -2,6 +2,11 @@
  * The GitHub workflow in the guest: clone into ~/workspace/<repo> on a branch, commit, push
  * (never to a protected branch, never forced), open a pull request whose body ends with a run
  * record, and report each repository's state. The source never touches the host.
+ *
+ * Two ways to GitHub. A workspace logged in itself (`cal-gh auth login WS`) uses gh and its
+ * token inside the guest. Every other workspace goes through cal's broker (broker.ts) with the
+ * host's one login: the guest's git config sends the GitHub host's URLs to the broker, which
+ * checks every push; pull requests and the commit identity come from the host's API.
  */
 
 import type { Config } from "../config.ts";
@@ -14,8 +19,13 @@ import { connect, load, type Loaded } from "../workspace.ts";
 import { VERSION } from "../version.ts";
 import { hostOf } from "./auth.ts";
 import { repoState } from "./status.ts";
-import { reason } from "../process.ts";
+import { reason, type RunResult } from "../process.ts";
 import { gh, ghError, git } from "./gh.ts";
+import { noLogin, openPull, viewer, webBase } from "./api.ts";
+import { ensureBroker } from "./broker_daemon.ts";
+import { ALWAYS_PROTECTED } from "./push_rules.ts";
+import { hostToken } from "./token.ts";
+import { GITHUB_BROKER } from "../guest/sandbox.ts";
 
 /**
  * GitHub's rules for OWNER/REPO: an owner of letters, digits and single inner hyphens (at most
@@ -108,15 +118,26 @@ export async function clone(
     );
   }
   await guest.exec(["mkdir", "-p", `${home}/workspace`]);
+  const viaBroker = brokered(w.vm);
+  if (viaBroker) await useBroker(name, guest, host ?? "github.com", config);
   out.event("clone", `Cloning ${o.repo} into ~/workspace/${repoName}…`, { workspace: name });
-  const cloneArgs = [
-    "repo",
-    "clone",
-    o.repo,
-    dir,
-    ...(o.branch ? ["--", "--branch", o.branch] : []),
-  ];
-  const r = await gh(guest, cloneArgs, { host });
+  const r = viaBroker
+    ? await guest.exec([
+      "git",
+      "clone",
+      "-q",
+      ...(o.branch ? ["--branch", o.branch] : []),
+      "--",
+      `${webBase(host ?? "github.com")}${o.repo.replace(/\.git$/, "")}.git`,
+      dir,
+    ], { timeoutMs: 300_000 })
+    : await gh(guest, [
+      "repo",
+      "clone",
+      o.repo,
+      dir,
+      ...(o.branch ? ["--", "--branch", o.branch] : []),
+    ], { host });
   if (r.code !== 0) {
     if (o.branch && /Remote branch .* not found/i.test(r.stderr)) {
       throw notFound(
@@ -125,7 +146,7 @@ export async function clone(
         name,
       );
     }
-    throw ghError(`Cloning ${o.repo}`, r, name);
+    throw (viaBroker ? brokerError : ghError)(`Cloning ${o.repo}`, r, name);
   }
   let branch = o.branch;
   if (newBranch) {
@@ -155,11 +176,56 @@ export async function clone(
       }],
     };
   });
+  // The branch cal chose is the workspace's own from now on (the broker's rules).
+  if (viaBroker) await ensureBroker(name, host ?? "github.com", config);
   return await repoState(guest, name, { name: repoName, url }, dir);
 }
 
-/** Never pushed to, whatever the config lists besides. */
-export const ALWAYS_PROTECTED = ["main", "master", "develop"];
+export { ALWAYS_PROTECTED };
+
+/** Whether `vm` reaches GitHub through the broker (it has no login of its own). */
+export const brokered = (vm: VmFile) => !vm.github?.authenticated;
+
+/**
+ * Makes the broker ready for `name` and points the guest's git at it for `host`'s URLs
+ * (`url.<broker>.insteadOf`), once. Refuses (auth-failed) when the host has no login.
+ */
+async function useBroker(name: string, guest: Guest, host: string, config: Config) {
+  if (!await hostToken(host)) {
+    throw noLogin(
+      host,
+      name,
+      ` Or log in inside this workspace: \`cal-gh auth login ${name} --token-stdin\`` +
+        " (the agent can then read that token).",
+    );
+  }
+  await ensureBroker(name, host, config);
+  const key = `url.${GITHUB_BROKER.url}.insteadOf`;
+  const have = await guest.exec(["git", "config", "--global", "--get-all", key]);
+  const want = [webBase(host), ...(host === "github.com" ? ["git@github.com:"] : [])];
+  // Straight to the guest's relay, whatever the proxy variables say (an empty proxy is none).
+  const np = await guest.exec(["git", "config", "--global", `http.${GITHUB_BROKER.url}.proxy`, ""]);
+  if (np.code !== 0) throw ghError("Pointing git at cal's GitHub broker", np, name);
+  for (const w of want) {
+    if (have.stdout.split("\n").includes(w)) continue;
+    const r = await guest.exec(["git", "config", "--global", "--add", key, w]);
+    if (r.code !== 0) throw ghError("Pointing git at cal's GitHub broker", r, name);
+  }
+}
+
+/** A git failure through the broker: an unreachable broker says why, others as ghError. */
+function brokerError(what: string, r: RunResult, ws: string): CalError {
+  if (new RegExp(`127\\.0\\.0\\.1.*${GITHUB_BROKER.port}`).test(r.stderr)) {
+    return new CalError(`${what}: the workspace cannot reach cal's GitHub broker.`, {
+      code: "network",
+      hint: "The broker is reached through cal's egress network: use the allowlist mode " +
+        `(\`cal-vm net mode ${ws} allowlist\`, then restart the workspace), or log in inside ` +
+        `the workspace: \`cal-gh auth login ${ws} --token-stdin\`.`,
+      workspace: ws,
+    });
+  }
+  return ghError(what, r, ws);
+}
 
 /** main, master, develop, the remote's default branch, and `github.protected_branches`. */
 export function isProtected(branch: string, config: Config, defaultBranch?: string): boolean {
@@ -231,12 +297,23 @@ async function guardBranch(guest: Guest, dir: string, ws: string, config: Config
   return branch;
 }
 
-async function identity(guest: Guest, dir: string, host: string | undefined): Promise<string[]> {
+async function identity(
+  guest: Guest,
+  dir: string,
+  host: string | undefined,
+  w: Loaded,
+): Promise<string[]> {
   const email = await git(guest, dir, ["config", "user.email"]);
   if (email.code === 0 && email.stdout.trim()) return [];
-  const u = await gh(guest, ["api", "user", "--jq", '.login + " " + (.id|tostring)'], { host });
-  const [login, id] = u.stdout.trim().split(" ");
-  if (u.code !== 0 || !login) {
+  let login: string | undefined, id: string | undefined;
+  if (brokered(w.vm)) {
+    const v = await viewer(host ?? "github.com", w.vm.name);
+    [login, id] = v ? [v.login, String(v.id)] : [];
+  } else {
+    const u = await gh(guest, ["api", "user", "--jq", '.login + " " + (.id|tostring)'], { host });
+    [login, id] = u.code === 0 ? u.stdout.trim().split(" ") : [];
+  }
+  if (!login || !id) {
     return ["-c", "user.name=cal agent", "-c", "user.email=cal-agent@users.noreply.github.com"];
   }
   return [
@@ -284,7 +361,7 @@ export async function commit(
   const add = await git(guest, dir, ["add", "-A"]);
   if (add.code !== 0) throw ghError("git add", add, name);
   const c = await git(guest, dir, [
-    ...await identity(guest, dir, host),
+    ...await identity(guest, dir, host, w),
     "commit",
     "-q",
     "-m",
@@ -293,7 +370,7 @@ export async function commit(
   if (c.code !== 0) throw ghError("git commit", c, name);
   out.event("commit", `Committed in ${r.name}: ${o.message.split("\n")[0]}`, { workspace: name });
   const results: (RepoRecord | PullRequestRecord)[] = [];
-  if (pushing) await pushIn(guest, dir, name, config, host, out);
+  if (pushing) await pushIn(guest, dir, name, config, host, out, w);
   results.push({
     ...await repoState(guest, name, r, dir),
     commit: (await git(guest, dir, ["rev-parse", "HEAD"])).stdout.trim(),
@@ -328,11 +405,14 @@ async function pushIn(
   config: Config,
   host: string | undefined,
   out: Output,
+  w: Loaded,
 ) {
   const branch = await guardBranch(guest, dir, ws, config);
+  const viaBroker = brokered(w.vm);
+  if (viaBroker) await useBroker(ws, guest, host ?? "github.com", config);
   out.event("push", `Pushing ${branch}…`, { workspace: ws });
   const p = await git(guest, dir, ["push", "-u", "origin", `HEAD:refs/heads/${branch}`], { host });
-  if (p.code !== 0) throw ghError(`Pushing ${branch}`, p, ws);
+  if (p.code !== 0) throw (viaBroker ? brokerError : ghError)(`Pushing ${branch}`, p, ws);
   return branch;
 }
 
@@ -342,8 +422,8 @@ export async function push(
   config: Config,
   out: Output,
 ): Promise<RepoRecord> {
-  const { r, host, guest, dir } = await openRepo(name, o, config);
-  await pushIn(guest, dir, name, config, host, out);
+  const { w, r, host, guest, dir } = await openRepo(name, o, config);
+  await pushIn(guest, dir, name, config, host, out, w);
   return { ...await repoState(guest, name, r, dir), pushed: true };
 }
 
@@ -393,9 +473,33 @@ async function prIn(
   // gh pr create needs the branch on the remote; push what is not there yet.
   const ahead = await git(guest, dir, ["rev-list", "--count", `origin/${head}..HEAD`]);
   if (ahead.code !== 0 || Number(ahead.stdout.trim()) > 0) {
-    await pushIn(guest, dir, name, config, host, out);
+    await pushIn(guest, dir, name, config, host, out, w);
   }
   const body = (o.body ?? "") + "\n" + runRecord(w.vm);
+  if (brokered(w.vm)) {
+    // From the host, with the host's login: the guest holds no token.
+    const slug = (w.vm.github?.repos ?? []).find((x) => x.name === repo)?.url.split("/")
+      .slice(1).join("/");
+    if (!slug) throw notFound(`No record of where ${repo} came from.`, undefined, name);
+    const p = await openPull(
+      host ?? "github.com",
+      slug,
+      { title: o.title, body, head, base, draft: !!o.draft },
+      name,
+    );
+    if (p.existed) out.warn(`A pull request for ${head} already exists: ${p.url}`, name);
+    return {
+      kind: "pr",
+      workspace: name,
+      repo,
+      url: p.url,
+      number: p.number,
+      title: o.title,
+      base,
+      head,
+      draft: !!o.draft,
+    };
+  }
   const args = [
     "pr",
     "create",

@@ -1,0 +1,111 @@
+/**
+ * The broker's lifetime: one detached broker per workspace, started by the cal-gh commands that
+ * need it (clone, commit, push, pr), found again through its pid file and /proc, and gone with
+ * the workspace's folder. Its settings (host, push rules) are rewritten on every ensure, so a
+ * branch cal creates counts as the workspace's own from then on.
+ */
+
+import { connect } from "node:net";
+import { fileURLToPath } from "node:url";
+import type { Config } from "../config.ts";
+import { CalError, ExitCode } from "../errors.ts";
+import { paths } from "../paths.ts";
+import { alive, startDetached } from "../process.ts";
+import { readVm, writeFileAtomic } from "../store.ts";
+import { brokerFiles, type BrokerSettings } from "./broker.ts";
+
+const ENTRY = fileURLToPath(new URL("./broker_main.ts", import.meta.url));
+const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
+const marker = (name: string) => `--vm-dir=${paths.vmDir(name)}`;
+
+function brokerPid(name: string): number | undefined {
+  try {
+    const pid = Number(Deno.readTextFileSync(brokerFiles(name).pid).trim());
+    if (!pid || !alive(pid)) return undefined;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      return argv.includes(ENTRY) && argv.includes(marker(name)) ? pid : undefined;
+    } catch {
+      return Deno.build.os !== "linux" ? pid : undefined;
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+function accepts(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ path });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** Writes the broker's settings and starts it unless it runs; waits until it accepts. */
+export async function ensureBroker(
+  name: string,
+  host: string,
+  config: Config,
+): Promise<void> {
+  const vm = await readVm(name);
+  const f = brokerFiles(name);
+  const settings: BrokerSettings = {
+    host,
+    rules: {
+      prefix: config.github.default_branch_prefix,
+      own: (vm.github?.repos ?? []).map((r) => r.branch).filter((b): b is string => !!b),
+      protected: config.github.protected_branches,
+    },
+  };
+  await Deno.mkdir(`${f.dir}/net`, { recursive: true, mode: 0o700 });
+  await writeFileAtomic(f.settings, JSON.stringify(settings, null, 2) + "\n");
+  const lock = await Deno.open(`${f.dir}/github-broker.lock`, { create: true, write: true });
+  try {
+    await lock.lock(true);
+    if (brokerPid(name) && await accepts(f.socket)) return;
+    const started = await startDetached(Deno.execPath(), [
+      "run",
+      "--allow-all",
+      "--no-prompt",
+      "--config",
+      CONFIG,
+      ENTRY,
+      `--workspace=${name}`,
+      marker(name),
+    ], f.log);
+    let exited = false;
+    started.exited?.then(() => (exited = true));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !exited) {
+      if (brokerPid(name) === started.pid && await accepts(f.socket)) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    try {
+      Deno.kill(started.pid!, "SIGKILL");
+    } catch { /* gone */ }
+    const log = (await Deno.readTextFile(f.log).catch(() => "")).slice(-1500).trim();
+    throw new CalError(`cal's GitHub broker for "${name}" did not start.`, {
+      code: "failed",
+      exit: ExitCode.failed,
+      workspace: name,
+      hint: `Its log says: ${log || "(nothing)"}`,
+    });
+  } finally {
+    lock.close();
+  }
+}
+
+/** Stops the workspace's broker; true when one ran. */
+export async function stopBroker(name: string): Promise<boolean> {
+  const pid = brokerPid(name);
+  if (!pid) return false;
+  try {
+    Deno.kill(pid, "SIGTERM");
+  } catch { /* gone */ }
+  const deadline = Date.now() + 5000;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  return true;
+}

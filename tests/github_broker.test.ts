@@ -1,0 +1,251 @@
+/**
+ * cal's GitHub broker, played from inside the guest as an attacker would: the host holds the one
+ * login (`cal-gh auth login --token-stdin`), the guest's real git pushes through the broker, and
+ * the GitHub stand-in's bare repository (read from the host) shows what really landed.
+ */
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Rig, show } from "./rig_env.ts";
+import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/github.ts";
+import { checkUpdate, type PushRules, ZERO } from "../lib/github/push_rules.ts";
+
+const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
+const root = Deno.uid() === 0;
+
+describe("push rules", () => {
+  const rules: PushRules = {
+    prefix: "agent/",
+    own: ["feature-x"],
+    protected: ["release"],
+    defaultBranch: "trunk",
+  };
+  const a = "a".repeat(40), b = "b".repeat(40);
+  const rule = (ref: string, old: string, nu: string, ff = true) =>
+    checkUpdate({ ref, old, new: nu }, rules, () => ff)?.rule;
+
+  it("own branches (the prefix, or one cal chose) go; new or fast-forward", () => {
+    assert.equal(rule("refs/heads/agent/x", ZERO, a), undefined);
+    assert.equal(rule("refs/heads/agent/x", a, b), undefined);
+    assert.equal(rule("refs/heads/feature-x", a, b), undefined);
+  });
+
+  it("refuses the default, protected and others' branches, tags, deletions and force", () => {
+    assert.equal(rule("refs/heads/trunk", a, b), "default-branch");
+    assert.equal(rule("refs/heads/main", ZERO, a), "protected-branch");
+    assert.equal(rule("refs/heads/develop", a, b), "protected-branch");
+    assert.equal(rule("refs/heads/release", a, b), "protected-branch");
+    assert.equal(rule("refs/heads/someone/else", ZERO, a), "not-own-branch");
+    assert.equal(rule("refs/tags/v1", ZERO, a), "not-a-branch");
+    assert.equal(rule("refs/heads/agent/x", a, ZERO), "no-deletion");
+    assert.equal(rule("refs/heads/agent/x", a, b, false), "no-force");
+    assert.equal(rule("refs/heads/main", a, ZERO), "protected-branch", "the branch rule first");
+  });
+});
+
+async function hostGit(dir: string, ...args: string[]): Promise<string> {
+  const r = await new Deno.Command("git", {
+    args: ["--git-dir", dir, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(r.stdout);
+}
+
+/** Every process's environment that holds `needle` (pid: first bytes of the variable's name). */
+async function envSightings(needle: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const env = await Deno.readTextFile(`/proc/${e.name}/environ`);
+      if (env.includes(needle)) found.push(e.name);
+    } catch { /* gone, or a kernel thread */ }
+  }
+  return found;
+}
+
+async function grepTree(needle: string, dir: string): Promise<string[]> {
+  const r = await new Deno.Command("grep", {
+    args: ["-rlas", "--devices=skip", needle, dir],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(r.stdout).split("\n").filter(Boolean);
+}
+
+describe("GitHub through cal's broker (sandbox)", {
+  skip: (!root || Deno.build.os !== "linux") &&
+    "needs Linux and root (the stand-in's port 80, a sandbox of its own uid)",
+}, () => {
+  let rig: Rig;
+  let gh: GitHubStandIn;
+  let ws: string;
+  let bare: string;
+  const inGuest = (script: string) => rig.vm(["ssh", ws, `cd ~/workspace/app && { ${script}; }`]);
+  const refs = () => hostGit(bare, "for-each-ref", "--format=%(refname) %(objectname)");
+
+  before(async () => {
+    await ensureHostsEntries();
+    gh = await startGitHub({ root: await Deno.makeTempDir({ prefix: "cal-broker-" }), port: 80 });
+    gh.state.addToken(TOKEN, { login: "octo" });
+    await gh.state.createRepo("octo", "app", {
+      defaultBranch: "trunk",
+      files: { "README.md": "# app\n" },
+    });
+    bare = join(gh.state.reposDir, "octo", "app.git");
+    for (const b of ["main", "release", "someone/else"]) await hostGit(bare, "branch", b, "trunk");
+    rig = await Rig.create("", "sandbox");
+    const cfg = join(rig.env.CAL_HOME, "config.yaml");
+    await Deno.writeTextFile(
+      cfg,
+      (await Deno.readTextFile(cfg)) +
+        "    github:\n      host: github.localhost\n      protected_branches: [release]\n",
+    );
+    ws = rig.name("brokered");
+    assert.equal((await rig.vm(["init", ws])).code, 0);
+    assert.equal((await rig.vm(["start", ws])).code, 0);
+  });
+  after(async () => {
+    await rig?.close();
+    await gh?.close();
+  });
+
+  it("the host's login is kept in a 0600 file, and a clone needs no login in the workspace", async () => {
+    const login = await rig.gh(["auth", "login", "--token-stdin", "--json"], { stdin: TOKEN });
+    assert.equal(login.code, 0, show(login));
+    assert.equal(login.records.at(-1)!.user, "octo");
+    const file = join(rig.env.CAL_HOME, "github", "tokens", "github.localhost");
+    assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+    const status = await rig.gh(["auth", "status", "--json"]);
+    assert.equal(status.code, 0, show(status));
+    assert.equal(status.records[0].logged_in, true);
+
+    const c = await rig.gh(["clone", ws, "--repo", "octo/app", "--new-branch", "work", "--json"]);
+    assert.equal(c.code, 0, show(c));
+    assert.equal(c.records.at(-1)!.branch, "agent/work");
+    const head = await inGuest("git rev-parse --abbrev-ref HEAD && cat README.md");
+    assert.equal(head.stdout, "agent/work\n# app\n", show(head));
+  });
+
+  it("the token is in no guest file and no process's environment", async () => {
+    const guest = join(rig.env.CAL_HOME, "isolation", "sandboxes", `cal-${ws}`);
+    assert.deepEqual(await grepTree(TOKEN, guest), [], "a guest file holds the token");
+    const b64 = btoa(`x-access-token:${TOKEN}`);
+    assert.deepEqual(await grepTree(b64, guest), [], "a guest file holds the encoded token");
+    assert.deepEqual(await envSightings(TOKEN), [], "a process's environment holds the token");
+    const gi = await rig.vm(["ssh", ws, "env; cat ~/.gitconfig; ls ~/.config/gh 2>&1"]);
+    assert.ok(!gi.stdout.includes(TOKEN) && !gi.stdout.includes(b64), gi.stdout);
+  });
+
+  it("from the guest: main, the default, a protected or another's branch, --force and a deletion are refused, naming the rule; the remote is unchanged", async () => {
+    const made = await inGuest(
+      "echo one > one.txt && git add one.txt && " +
+        "git -c user.name=a -c user.email=a@x commit -qm one",
+    );
+    assert.equal(made.code, 0, show(made));
+    const before = await refs();
+    const pushes = gh.state.pushes.length;
+    const cases: [string, string][] = [
+      ["git push origin HEAD:main", "protected-branch"],
+      ["git push origin HEAD:trunk", "default-branch"],
+      ["git push origin HEAD:release", "protected-branch"],
+      ["git push origin HEAD:someone/else", "not-own-branch"],
+      ["git push origin HEAD:refs/tags/v1", "not-a-branch"],
+    ];
+    for (const [cmd, rule] of cases) {
+      const r = await inGuest(cmd);
+      assert.notEqual(r.code, 0, `${cmd}: ${show(r)}`);
+      assert.match(r.stderr, new RegExp(`remote: cal: refused \\S+ \\(rule: ${rule}\\)`), cmd);
+      assert.match(r.stderr, /git push origin HEAD:agent\/my-change|integrate|delete/, cmd);
+    }
+    assert.equal(await refs(), before, "the remote's refs are unchanged");
+    assert.equal(gh.state.pushes.length, pushes, "nothing reached the remote");
+
+    // The agent's own branch goes.
+    const own = await inGuest("git push -q origin HEAD:agent/work");
+    assert.equal(own.code, 0, show(own));
+    const sha = (await inGuest("git rev-parse HEAD")).stdout.trim();
+    assert.equal((await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(), sha);
+
+    // A rewrite of it, forced, and a deletion are refused.
+    const force = await inGuest(
+      "git -c user.name=a -c user.email=a@x commit -q --amend -m rewritten && " +
+        "git push --force origin HEAD:agent/work",
+    );
+    assert.notEqual(force.code, 0, show(force));
+    assert.match(force.stderr, /rule: no-force/);
+    const del = await inGuest("git push origin :agent/work");
+    assert.notEqual(del.code, 0, show(del));
+    assert.match(del.stderr, /rule: no-deletion/);
+    assert.equal(
+      (await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(),
+      sha,
+      "the branch is neither rewritten nor deleted",
+    );
+    for (const b of ["main", "trunk", "release", "someone/else"]) {
+      assert.equal(
+        (await hostGit(bare, "rev-parse", `refs/heads/${b}`)).trim(),
+        (await hostGit(bare, "rev-parse", "refs/heads/trunk")).trim(),
+        b,
+      );
+    }
+    const log = await Deno.readTextFile(
+      join(rig.env.CAL_HOME, "isolation", "vms", ws, "github-broker.ndjson"),
+    );
+    assert.match(log, /"rule":"no-force"/);
+    assert.match(log, /"rule":"default-branch"/);
+    // Put the branch back on the remote's commit for what follows.
+    assert.equal((await inGuest(`git reset -q --hard ${sha}`)).code, 0);
+  });
+
+  it("commit --push and pr work through the broker and the host's API", async () => {
+    assert.equal((await inGuest("echo login > login.swift")).code, 0);
+    const c = await rig.cal([
+      "isolation",
+      "commit",
+      ws,
+      "--message",
+      "Add login",
+      "--push",
+      "--json",
+    ]);
+    assert.equal(c.code, 0, show(c));
+    const rec = c.records.find((x) => x.kind === "repo")!;
+    assert.equal((await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(), rec.commit);
+    assert.match(
+      await hostGit(bare, "log", "-1", "--format=%an <%ae>", "agent/work"),
+      /^octo <\d+\+octo@users\.noreply\.github\.localhost>/,
+      "the identity comes from the host's API",
+    );
+    const pr = await rig.cal([
+      "isolation",
+      "pr",
+      ws,
+      "--title",
+      "Login",
+      "--body",
+      "Adds login.",
+      "--json",
+    ]);
+    assert.equal(pr.code, 0, show(pr));
+    assert.match(String(pr.records[0].url), /^http:\/\/github\.localhost\/octo\/app\/pull\/\d+$/);
+    const got = gh.state.pulls.at(-1)!;
+    assert.equal(got.head, "agent/work");
+    assert.equal(got.base, "trunk", "the remote's default branch");
+    assert.match(got.body, /Made in an isolated workspace with cal/);
+    const again = await rig.cal(["isolation", "pr", ws, "--title", "Login", "--json"]);
+    assert.equal(again.code, 0, show(again));
+    assert.equal(again.records.at(-1)!.url, pr.records[0].url, "the open one is found again");
+  });
+
+  it("without a host login, a brokered push says how to log in", async () => {
+    const out = await rig.gh(["auth", "logout", "--json"]);
+    assert.equal(out.code, 0, show(out));
+    assert.equal((await inGuest("echo more >> login.swift")).code, 0);
+    const r = await rig.gh(["commit", ws, "--message", "more", "--push"]);
+    assert.equal(r.code, 1, show(r));
+    assert.match(r.stderr, /no GitHub login for github\.localhost on this host/);
+    assert.match(r.stderr, /cal-gh auth login --token-stdin/);
+  });
+});
