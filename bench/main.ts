@@ -7,13 +7,15 @@
  *   snapshot `create` and `restore`;
  * - `cal-vm exec` against a plain `ssh` to the same guest;
  * - the sandbox provider: create, start-to-SSH-ready, snapshot and restore times;
- * - the egress proxy against direct: 100 small requests and a large download (bench/proxy.ts).
+ * - the egress proxy against direct: 100 small requests and a large download (bench/proxy.ts);
+ * - a git push through cal's GitHub broker against a direct one (bench/github_broker.ts).
  */
 
 import { join } from "node:path";
 import { Rig } from "../tests/rig_env.ts";
 import { getDenoDir, REPO } from "../tests/helpers.ts";
 import { proxyBench } from "./proxy.ts";
+import { brokerBench } from "./github_broker.ts";
 
 const RUNS = Number(Deno.env.get("BENCH_RUNS") ?? 5);
 const rows: [string, string][] = [];
@@ -169,6 +171,7 @@ await getDenoDir();
 console.error(`cal bench (${REPO})`);
 await listWith50();
 await proxyBench(report);
+await brokerBench(report);
 await tartRig();
 await sandbox();
 const width = Math.max(...rows.map(([w]) => w.length));

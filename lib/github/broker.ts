@@ -170,7 +170,15 @@ async function backend(
     REMOTE_USER: "cal-workspace",
     ...hookEnv,
   };
-  for (const k of ["DENO_DIR", "CAL_HOME", "XDG_CACHE_HOME"]) {
+  // The hook's deno and cal's home; the host's own proxy settings for its push upstream.
+  for (
+    const k of [
+      "DENO_DIR",
+      "CAL_HOME",
+      "XDG_CACHE_HOME",
+      ...["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"].flatMap((v) => [v, v.toLowerCase()]),
+    ]
+  ) {
     const v = Deno.env.get(k);
     if (v) env[k] = v;
   }
