@@ -16,7 +16,17 @@ import {
   Selector,
   shortHash,
 } from "../lib/sync/patterns.ts";
-import { GUEST_ROOTS, LISTING_SCRIPT, parseListing, PRUNED } from "../lib/sync/listing.ts";
+import {
+  GUEST_ROOTS,
+  LISTING_LIMITS,
+  LISTING_SCRIPT,
+  listingCommand,
+  ListingParser,
+  parseListing,
+  PRUNED,
+} from "../lib/sync/listing.ts";
+import { extractTar } from "../lib/sync/untar.ts";
+import { forgedTar } from "./hostile/tar.ts";
 import { CORE_DIR, loadDir } from "../lib/environments/registry.ts";
 import { plan, type SyncManifest } from "../lib/sync/pull.ts";
 import { hookScript } from "../lib/sync/hooks.ts";
@@ -414,6 +424,126 @@ describe("guest listing and copy plan", () => {
       r.planned[0].dest,
       `builds/app-release-${await shortHash("workspace/a/build/outputs/apk/app-release.apk")}.apk`,
     );
+  });
+});
+
+describe("a hostile guest's listing and archive", () => {
+  const rec = (...f: string[]) => f.join("\t") + "\0";
+
+  it("refuses ../, absolute, empty-part, unknown-root and malformed records; the first home counts", () => {
+    const l = parseListing(
+      "home\t/Users/admin\0" +
+        "root\toutput\0" +
+        rec("f", "1", "1", "1", "0", "output/ok.ipa") +
+        rec("f", "1", "1", "1", "0", "output/../../victim/x.ipa") +
+        rec("f", "1", "1", "1", "0", "/etc/cron.d/x.ipa") +
+        rec("f", "1", "1", "1", "0", "output//x.ipa") +
+        rec("f", "1", "1", "1", "0", "output/./x.ipa") +
+        rec("f", "1", "1", "1", "0", "workspace/not-under-its-root.ipa") +
+        rec("f", "x", "1", "1", "0", "output/bad-size.ipa") +
+        rec("f", "1", "1", "1", "0", "output/ok.ipa") +
+        "home\t/Users/admin\x1b]0;forged\x07\0" +
+        "root\t../..\0" +
+        rec("f", "1", "1", "1", "0", "../../x.ipa") +
+        "root\tLibrary/Developer/Xcode/DerivedData/P/Build/Products\0" +
+        rec("b", "1", "1", "1", "1", "Library/Developer/Xcode/DerivedData/P/Build/Products/A.app"),
+    );
+    assert.equal(l.home, "/Users/admin");
+    assert.deepEqual(l.candidates.map((c) => c.path), [
+      "output/ok.ipa",
+      "Library/Developer/Xcode/DerivedData/P/Build/Products/A.app",
+    ]);
+    assert.equal(l.rejected, 10);
+  });
+
+  it("a million entries and a megabyte name: bounded, and said so", () => {
+    const p = new ListingParser((rel) => rel.endsWith(".ipa"));
+    const enc = new TextEncoder();
+    p.push(enc.encode("home\t/Users/admin\0root\toutput\0"));
+    p.push(enc.encode(rec("f", "1", "0", "1", "0", "output/" + "A".repeat(1_000_000) + ".ipa")));
+    let ok = true;
+    const t0 = performance.now();
+    for (let i = 0; i < 1000 && ok; i++) {
+      let chunk = "";
+      for (let j = 0; j < 1000; j++) {
+        chunk += rec("f", "1", "0", "1", "0", `output/h/${i}-${j}.ipa`);
+      }
+      ok = p.push(enc.encode(chunk));
+    }
+    assert.equal(ok, false, "the parser stops at a bound");
+    assert.match(p.listing.truncated ?? "", /artifacts|entries/);
+    assert.ok(p.listing.candidates.length <= LISTING_LIMITS.candidates);
+    assert.equal(p.listing.rejected, 1, "the megabyte name is refused");
+    assert.ok(p.listing.rejectedExamples[0].length < 300, "and not quoted whole");
+    assert.ok(performance.now() - t0 < 30_000);
+  });
+
+  it("the walk runs by system path with none of the guest's environment", () => {
+    const cmd = listingCommand();
+    assert.match(cmd, /^cd "\$HOME" && exec \/usr\/bin\/env -i HOME="\$HOME" /);
+    assert.match(cmd, / '?\/usr\/bin\/perl'? /);
+  });
+
+  it("unpacks only plain files and folders of what was asked for", async () => {
+    const dir = await Deno.makeTempDir();
+    const victim = await Deno.makeTempDir();
+    try {
+      const tar = forgedTar([
+        { name: "output/dev.ipa", type: "chardev", mode: 0o666, major: 1, minor: 3 },
+        { name: "output/fifo.ipa", type: "fifo", mode: 0o666 },
+        { name: "output/suid.ipa", type: "file", mode: 0o6755, content: "suid" },
+        { name: "output/link.ipa", type: "symlink", target: `${victim}/x` },
+        { name: "output/hard.ipa", type: "hardlink", target: `${victim}/x` },
+        { name: `${victim}/abs.ipa`, type: "file", content: "abs" },
+        { name: "../escape.ipa", type: "file", content: "up" },
+        { name: "output/not-asked.ipa", type: "file", content: "no" },
+        { name: "./output/A.app/", type: "dir", mode: 0o7777 },
+        { name: "output/A.app/Info.plist", type: "file", content: "<plist/>" },
+        { name: "output/A.app/Current", type: "symlink", target: "Versions/A" },
+        { name: "output/A.app/Out", type: "symlink", target: "../../x" },
+        { name: "output/A.app/Current/evil", type: "file", content: "through a link" },
+        { name: "output/ok.ipa", type: "file", mode: 0o644, content: "ok" },
+      ]);
+      const stream = new Blob([new Uint8Array(tar), new Uint8Array(1024)]).stream();
+      const wanted = new Map<string, "file" | "bundle">([
+        ["output/dev.ipa", "file"],
+        ["output/fifo.ipa", "file"],
+        ["output/suid.ipa", "file"],
+        ["output/link.ipa", "file"],
+        ["output/hard.ipa", "file"],
+        ["output/A.app", "bundle"],
+        ["output/ok.ipa", "file"],
+      ]);
+      const r = await extractTar(stream, dir, wanted);
+      const found: string[] = [];
+      const walk = async (d: string) => {
+        for await (const e of Deno.readDir(d)) {
+          const p = join(d, e.name);
+          const st = await Deno.lstat(p);
+          found.push(
+            `${p.slice(dir.length + 1)} ${
+              st.isSymlink ? "link->" + await Deno.readLink(p) : st.isDirectory ? "dir" : "file"
+            } ${(st.mode! & 0o7777).toString(8)}`,
+          );
+          if (st.isDirectory) await walk(p);
+        }
+      };
+      await walk(dir);
+      const mode = (m: number) => (m & ~Deno.umask()).toString(8);
+      assert.deepEqual(found.sort(), [
+        `output dir ${mode(0o755)}`,
+        `output/A.app dir ${mode(0o755)}`,
+        `output/A.app/Current link->Versions/A 777`,
+        `output/A.app/Info.plist file ${mode(0o644)}`,
+        `output/ok.ipa file ${mode(0o644)}`,
+        `output/suid.ipa file ${mode(0o755)}`,
+      ]);
+      assert.equal(r.skipped, 9);
+      assert.deepEqual([...Deno.readDirSync(victim)], []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(victim, { recursive: true });
+    }
   });
 });
 

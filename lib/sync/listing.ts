@@ -16,6 +16,7 @@
 import { CalError } from "../errors.ts";
 import type { Guest } from "../guest/ssh.ts";
 import { quoteArgs } from "../shell.ts";
+import { safeText } from "../terminal.ts";
 import { BUNDLE_EXTENSIONS } from "./patterns.ts";
 
 /** Search roots, relative to the guest's home (globs allowed; see the module's docs). */
@@ -359,7 +360,7 @@ export async function listGuest(
     const said = err.trim().split("\n").pop() ?? "";
     throw new CalError(
       `Could not list the build outputs in "${guest.workspace}": exit ${status.code}${
-        said ? ` (${said.slice(0, 300)})` : ""
+        said ? ` (${safeText(said.slice(0, 300))})` : ""
       }.`,
       {
         workspace: guest.workspace,

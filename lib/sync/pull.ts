@@ -61,6 +61,7 @@ import {
   stillSame,
 } from "./nofollow.ts";
 import {
+  baseName,
   type Category,
   categoryOf,
   destinationFor,
@@ -344,29 +345,40 @@ export interface SyncOptions {
   dryRun?: boolean;
 }
 
-/** What the category folders of the output folder hold now, without following a link. */
-async function hostView(dir: string): Promise<{
+/**
+ * What is at the destinations a sync may use (`names`, relative to the output folder), without
+ * following a link; and the category folders that cannot be used. Only those names are looked
+ * at, never a whole folder the guest may have filled.
+ */
+async function hostView(dir: string, names: Set<string>): Promise<{
   entries: Map<string, Deno.FileInfo>;
   refused: Map<Category, string>;
 }> {
   const entries = new Map<string, Deno.FileInfo>();
   const refused = new Map<Category, string>();
   for (const cat of CATEGORIES) {
-    const p = join(dir, cat);
-    const st = await lstatOrUndefined(p);
-    if (!st) continue;
-    if (st.isSymlink || !st.isDirectory) {
+    const st = await lstatOrUndefined(join(dir, cat));
+    if (st && (st.isSymlink || !st.isDirectory)) {
       refused.set(cat, st.isSymlink ? "it is a link" : "it is not a folder");
-      continue;
     }
-    try {
-      for await (const e of Deno.readDir(p)) {
-        const info = await lstatOrUndefined(join(p, e.name));
-        if (info) entries.set(`${cat}/${e.name}`, info);
-      }
-    } catch { /* gone meanwhile */ }
+  }
+  for (const d of names) {
+    if (refused.has(d.slice(0, d.indexOf("/")) as Category)) continue;
+    const info = await lstatOrUndefined(join(dir, d));
+    if (info) entries.set(d, info);
   }
   return { entries, refused };
+}
+
+/** Every destination plan() may look at for the listing: recorded, plain and tagged names. */
+async function destinations(listing: Listing, manifest: SyncManifest): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (const item of Object.values(manifest.items)) names.add(item.dest);
+  for (const c of listing.candidates) {
+    names.add(`${categoryOf(c.rel)}/${baseName(c.rel)}`);
+    names.add(await destinationFor(c.path, c.rel, () => true));
+  }
+  return names;
 }
 
 /** Whether `st` (at `dest`) is still what the manifest says cal put there. */
@@ -422,7 +434,7 @@ export async function syncWorkspace(
       }
       const manifest = await readManifest(name);
       await removeLeftovers(name, dir);
-      const view = await hostView(dir);
+      const view = await hostView(dir, await destinations(listing, manifest));
       for (const [cat, why] of view.refused) {
         out.warn(
           `${join(dir, cat)} is not used: ${why} (the guest can change the shared folder). ` +
