@@ -7,6 +7,7 @@
  */
 
 import { networkForStart, networkStopped } from "./network/attach.ts";
+import { networkReady } from "./network/guest_env.ts";
 import { basename, join } from "node:path";
 import { type Config, resolveVmSettings, type VmSettings } from "./config.ts";
 import { CalError, ExitCode, notFound, usageError, wrongState } from "./errors.ts";
@@ -277,6 +278,7 @@ export async function startMachine(
     for (const warning of started.warnings ?? []) out.warn(warning, name);
     const timeout = opts.timeout ?? config.vm.boot_timeout;
     ip = await waitReady(w, started, config, timeout, out, logFile);
+    await networkReady(name, w.provider, w.machine, w.vm.user);
   } finally {
     dispose();
   }

@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { tartError } from "../lib/providers/tart.ts";
+import { softnetArgs, tartError } from "../lib/providers/tart.ts";
+import { decide, deniesByDefault, softnetRules } from "./faketart/softnet.ts";
 
 const r = (code: number, stderr: string) => ({ code, stderr, stdout: "", timedOut: false });
 
@@ -48,5 +49,43 @@ describe("Tart's errors mapped to cal's exit codes", () => {
     );
     assert.equal(cpu.exit, 2);
     assert.match(cpu.message, /4 CPU cores at minimum/);
+  });
+});
+
+describe("Softnet's flags for a closed network", () => {
+  it("allow only the gateway's /32 and block everything else (longest prefix wins)", () => {
+    assert.deepEqual(softnetArgs("192.168.64.1"), [
+      "--net-softnet",
+      "--net-softnet-allow=192.168.64.1/32",
+      "--net-softnet-block=0.0.0.0/0",
+    ]);
+  });
+});
+
+describe("the fake tart's Softnet rules, decided as Softnet does", () => {
+  const rules = (allow?: string, block?: string) =>
+    softnetRules(
+      {
+        ...(allow ? { "--net-softnet-allow": [allow] } : {}),
+        ...(block ? { "--net-softnet-block": [block] } : {}),
+      },
+      new Set(),
+      "127.0.64.1",
+    );
+
+  it("the longest prefix wins, and a tie blocks", () => {
+    const s = rules("192.168.64.1/32,10.0.0.0/8", "0.0.0.0/0,10.1.0.0/16,10.0.0.0/8");
+    assert.equal(decide(s, "192.168.64.1"), "allow");
+    assert.equal(decide(s, "192.168.64.2"), "block");
+    assert.equal(decide(s, "10.2.3.4"), "block"); // 10.0.0.0/8 both allowed and blocked
+    assert.equal(decide(s, "8.8.8.8"), "block");
+    assert.ok(deniesByDefault(s));
+    assert.ok(!deniesByDefault(rules("0.0.0.0/0", "0.0.0.0/0")));
+    assert.equal(decide(rules("@host"), "127.0.64.1"), "allow");
+  });
+
+  it("a plain address is no CIDR: softnet refuses it", () => {
+    assert.throws(() => rules(undefined, "192.168.64.1"), /invalid value '192\.168\.64\.1'/);
+    assert.throws(() => rules("10.0.0.0/33"), /invalid IP address syntax/);
   });
 });

@@ -26,7 +26,8 @@ const SSH_HINT = "Install OpenSSH's client (`apt-get install openssh-client`; ma
 export const PREAMBLE =
   'export PATH="/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin:$HOME/.local/bin:' +
   '$HOME/.cargo/bin:$HOME/go/bin:$PATH"; ' +
-  '[ -r "$HOME/.cal-env/env" ] && . "$HOME/.cal-env/env"; ';
+  '[ -r "$HOME/.cal-env/env" ] && . "$HOME/.cal-env/env"; ' +
+  '[ -r "$HOME/.cal-env/network" ] && . "$HOME/.cal-env/network"; ';
 
 /** ssh's own failures (exit 255), as opposed to a remote command's exit code. */
 const SSH_FAILURE =

@@ -7,14 +7,18 @@
  * - open: no proxy; the guest has the host's network as it is (a restart switches to or from it).
  *
  * The sandbox reaches the proxy through a unix socket bound into its own network namespace
- * (`<vmDir>/net/proxy.sock`).
+ * (`<vmDir>/net/proxy.sock`). A Tart VM reaches it over TCP at the vmnet gateway (vmnet.ts),
+ * the only address Softnet lets it reach; that address exists only once a VM's network is up,
+ * so the proxy starts after the VM (`networkReady` in guest_env.ts), with a token that keeps
+ * everything else on that network out.
  */
 
 import { join } from "node:path";
 import { paths } from "../paths.ts";
 import type { StartOptions } from "../provider.ts";
-import { ensureProxy, stopProxy } from "./daemon.ts";
+import { ensureProxy, runningProxy, stopProxy } from "./daemon.ts";
 import { loadPolicy, readWorkspaceNetwork } from "./settings.ts";
+import { vmnetGateway } from "./vmnet.ts";
 
 /** The proxy's socket for a workspace (its folder is bound into a sandbox guest). */
 export const proxySocket = (name: string) => join(paths.vmDir(name), "net", "proxy.sock");
@@ -35,6 +39,12 @@ export async function networkForStart(
     !(await readWorkspaceNetwork(name)).mode && (initNetwork === "host" || initNetwork === "none")
   ) {
     mode = initNetwork === "host" ? "open" : "none";
+  }
+  if (mode !== "open" && provider === "tart") {
+    // Softnet is told the gateway; the port is the running proxy's, or picked when it starts.
+    const host = await vmnetGateway();
+    const running = runningProxy(name)?.tcp;
+    return { mode, proxyTcp: { host, port: running?.host === host ? running.port : 0 } };
   }
   if (mode === "open" || provider !== "sandbox") {
     await stopProxy(name);

@@ -71,13 +71,59 @@ export class TartProvider implements Provider {
   }
 
   async start(name: string, opts: StartOptions): Promise<StartResult> {
+    if (!which(this.bin)) throw toolMissing("tart", INSTALL_HINT);
     const args = ["run", "--no-graphics"];
     if (opts.vnc) args.push("--vnc");
     if (opts.outputDir) args.push(`--dir=output:${opts.outputDir}`);
+    const mode = opts.network?.mode ?? "open";
+    if (mode !== "open") {
+      const gateway = opts.network?.proxyTcp?.host;
+      if (!gateway) {
+        throw new CalError(`The ${mode} network needs cal's egress proxy, and none was given.`);
+      }
+      await this.checkSoftnet(mode);
+      args.push(...softnetArgs(gateway));
+    }
     args.push(name);
-    if (!which(this.bin)) throw toolMissing("tart", INSTALL_HINT);
     this.calls++;
     return await startDetached(this.bin, args, opts.logFile);
+  }
+
+  private version?: string;
+
+  /** `tart --version`, asked once. */
+  async tartVersion(): Promise<string> {
+    this.version ??= (await this.must(["--version"])).trim();
+    return this.version;
+  }
+
+  /**
+   * A closed network needs Tart 2.30+ (--net-softnet-block) and Softnet on PATH. An older Tart
+   * is refused rather than run with plain --net-softnet, which would let the VM reach every
+   * globally routable address: that is not what the policy says.
+   */
+  private async checkSoftnet(mode: string): Promise<void> {
+    const v = await this.tartVersion();
+    const [major, minor] = v.split(".").map((x) => Number.parseInt(x, 10));
+    if (!(major > 2 || (major === 2 && minor >= 30))) {
+      throw new CalError(
+        `Tart ${v} cannot close a VM's network (--net-softnet-block needs Tart 2.30 or later), ` +
+          `and this workspace's network is ${mode}.`,
+        {
+          code: "tool-missing",
+          hint: "Upgrade Tart: `brew upgrade cirruslabs/cli/tart`. Or, knowing the VM then " +
+            "reaches everything, open its network: `cal-vm net mode WS open`.",
+        },
+      );
+    }
+    if (!which("softnet")) {
+      throw toolMissing(
+        "softnet",
+        "Install it: `brew install cirruslabs/cli/softnet`. It needs root for vmnet: " +
+          "run `tart run --net-softnet` once in a terminal (Tart sets it up, asking for your " +
+          "password), or make it setuid root yourself.",
+      );
+    }
   }
 
   async stop(name: string, opts: { timeoutSeconds: number }): Promise<void> {
@@ -154,6 +200,30 @@ export class TartProvider implements Provider {
       );
     }
   }
+}
+
+/**
+ * Softnet's rules for a VM whose only way out is cal's proxy at `gateway` (the vmnet gateway).
+ *
+ * What Softnet's source says (cirruslabs/softnet lib/proxy/vm.rs, `allowed_from_vm_ipv4`): a
+ * packet from the VM leaves only from its own MAC and DHCP-leased IP; the user's rules are
+ * looked up first, by longest prefix (an identical prefix both allowed and blocked is blocked),
+ * and a match decides; only when none matches do the defaults apply (globally routable
+ * addresses, the gateway, DNS to the DHCP-given servers). So under `--block 0.0.0.0/0` the
+ * gateway is blocked too, and must be allowed by its own /32 (Softnet takes CIDRs only; `@host`
+ * exists only in recent Softnet): that also carries the replies of cal's SSH to the VM, which
+ * come from the gateway. Everything else IPv4 is dropped, IPv6 and other protocols always are,
+ * DHCP before a lease still works, and bridge isolation (no VM-to-VM) stays on (only
+ * `--allow 0.0.0.0/0` turns it off). What it cannot do: ports. Any service of the host bound to
+ * the gateway or to all addresses is reachable from the VM, and so is the host's DNS forwarder
+ * on the gateway (a name lookup can carry data out); the README says so.
+ */
+export function softnetArgs(gateway: string): string[] {
+  return [
+    "--net-softnet",
+    `--net-softnet-allow=${gateway}/32`,
+    "--net-softnet-block=0.0.0.0/0",
+  ];
 }
 
 function stateOf(state: unknown, running: unknown): MachineState {

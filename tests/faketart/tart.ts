@@ -42,8 +42,10 @@ import {
   withGlobalLock,
   writeConfig,
 } from "./tart_store.ts";
+import { deniesByDefault, Relays, SoftnetExit, softnetRules } from "./softnet.ts";
+import { FAKE_GATEWAY } from "../../lib/network/vmnet.ts";
 
-const VERSION = "2.32.1";
+const VERSION = Deno.env.get("FAKE_TART_VERSION") || "2.32.1";
 const IMAGE = fileURLToPath(new URL("./image", import.meta.url));
 const GiB = 1024 * 1024 * 1024;
 
@@ -55,7 +57,8 @@ class Usage extends Error {
 
 const usageLines: Record<string, string> = {
   clone: "tart clone <source-name> <new-name> [--insecure] [--concurrency <concurrency>]",
-  run: "tart run <name> [--no-graphics] [--vnc] [--vnc-experimental] [--dir <dir> ...]",
+  run:
+    "tart run <name> [--no-graphics] [--vnc] [--vnc-experimental] [--dir <dir> ...] [--net-bridged <interface name> ...] [--net-softnet] [--net-softnet-allow <comma-separated CIDRs>] [--net-softnet-block <comma-separated CIDRs>] [--net-softnet-expose <comma-separated port specifications>] [--net-host]",
   stop: "tart stop <name> [--timeout <timeout>]",
   delete: "tart delete <name> ...",
   list: "tart list [--source <source>] [--format <format>] [--quiet]",
@@ -143,6 +146,16 @@ function formatOpt(p: Parsed, cmd: string): "text" | "json" {
     );
   }
   return v;
+}
+
+function onPath(cmd: string): boolean {
+  return (Deno.env.get("PATH") ?? "").split(":").some((d) => {
+    try {
+      return Deno.statSync(join(d || ".", cmd)).isFile;
+    } catch {
+      return false;
+    }
+  });
 }
 
 const out = (s: string) => Deno.stdout.writeSync(new TextEncoder().encode(s));
@@ -241,6 +254,7 @@ function guestSpec(
   hostname: string,
   ip: string,
   shares: GuestSpec["shares"] = [],
+  ownNetwork = false,
 ): GuestSpec {
   return {
     stateDir,
@@ -249,7 +263,28 @@ function guestSpec(
     listen: { host: ip, port: 22 },
     prefixes: MAC_PREFIXES,
     shares,
+    ...(ownNetwork ? { network: "none" as const } : {}),
   };
+}
+
+/** Whether an SSH server answers at ip:22 (its banner, not just a relay's accept). */
+async function sshAnswers(ip: string): Promise<boolean> {
+  try {
+    const c = await Deno.connect({ hostname: ip, port: 22 });
+    try {
+      const buf = new Uint8Array(8);
+      const timer = setTimeout(() => c.close(), 1000);
+      const n = await c.read(buf).catch(() => null);
+      clearTimeout(timer);
+      return !!n && new TextDecoder().decode(buf.subarray(0, n)).startsWith("SSH-");
+    } finally {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+  } catch {
+    return false;
+  }
 }
 
 /** The base image's guest: the sandbox's state folder plus the image's files. */
@@ -404,9 +439,37 @@ async function run(args: string[]) {
       "run",
     );
   }
+  // As Tart's validate(): the allow/block/expose options imply --net-softnet; one kind only.
+  const softnetOn = p.flags.has("--net-softnet") || !!p.opts["--net-softnet-allow"] ||
+    !!p.opts["--net-softnet-block"] || !!p.opts["--net-softnet-expose"];
+  const netKinds = [!!p.opts["--net-bridged"], softnetOn, p.flags.has("--net-host")];
+  if (netKinds.filter(Boolean).length > 1) {
+    throw new Usage("--net-bridged, --net-softnet and --net-host are mutually exclusive", "run");
+  }
   // validate() opens the VM: a missing one is path B (Error: prefix, exit 1).
   if (!exists(name)) throw new TartError(`Error: ${missing(name).message}`, 1);
   let config = open(name);
+  if (softnetOn && !onPath("softnet")) {
+    throw new TartError('Error: InitializationFailed(why: "softnet not found in PATH")', 1);
+  }
+  // Softnet parses the lists when it starts; a bad one ends it, and Tart with it.
+  let softnet;
+  try {
+    softnet = softnetRules(p.opts, p.flags, FAKE_GATEWAY);
+  } catch (e) {
+    if (e instanceof SoftnetExit) throw new TartError(e.message, 1);
+    throw e;
+  }
+  const enforced = deniesByDefault(softnet) && Deno.uid() === 0;
+  Deno.writeTextFileSync(
+    join(vmDir(name), ".fake-net.json"),
+    JSON.stringify({
+      softnet: softnet.on,
+      allow: softnet.allow.map((x) => x.text),
+      block: softnet.block.map((x) => x.text),
+      enforced,
+    }) + "\n",
+  );
   const shares = dirs.map((d) => {
     const named = /^([^/:]+):(.*)$/.exec(d);
     const [label, rest] = named ? [named[1], named[2]] : [basename(d.split(":")[0]), d];
@@ -448,13 +511,15 @@ async function run(args: string[]) {
   });
 
   const ip = addressFor(config.macAddress);
-  const spec = guestSpec(join(vmDir(name), "guest"), name, ip, shares);
+  const spec = guestSpec(join(vmDir(name), "guest"), name, ip, shares, enforced);
+  const relays = enforced ? new Relays(join(vmDir(name), ".fake-net"), softnet, ip) : undefined;
   let guest: Deno.ChildProcess | undefined;
   let stopping = false;
   const stop = async (message: string) => {
     if (stopping) return;
     stopping = true;
     out(message);
+    await relays?.close();
     try {
       guest?.kill("SIGKILL");
     } catch { /* gone */ }
@@ -472,6 +537,9 @@ async function run(args: string[]) {
   try {
     await prepareGuest(spec);
     guest = startGuest(spec, { stdout: "inherit", stderr: "inherit" });
+    if (relays && !(await relays.start(guest.pid))) {
+      throw new Error("the guest's network namespace did not appear");
+    }
   } catch (e) {
     releaseRunner(name);
     throw new TartError(`${e instanceof Error ? e.message : e}`, 1);
@@ -481,7 +549,7 @@ async function run(args: string[]) {
   } else if (p.flags.has("--vnc")) out(`VNC server is running at vnc://${ip}\n`);
   (async () => {
     for (let i = 0; i < 100 && !stopping; i++) {
-      if (await listening(ip, 22)) break;
+      if (relays ? await sshAnswers(ip) : await listening(ip, 22)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const delay = Number(Deno.env.get("FAKE_TART_IP_DELAY") ?? 0);
@@ -491,6 +559,7 @@ async function run(args: string[]) {
   const status = await guest.status;
   if (!stopping) {
     stopping = true;
+    await relays?.close();
     releaseRunner(name);
     if (status.code === 0 || status.signal) out("guest has stopped the virtual machine\n");
     else {
