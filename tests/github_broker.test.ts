@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { Rig, show } from "./rig_env.ts";
 import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/github.ts";
 import { checkUpdate, type PushRules, ZERO } from "../lib/github/push_rules.ts";
+import { rewriteReport } from "../lib/github/report_status.ts";
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
 const root = Deno.uid() === 0;
@@ -41,6 +42,43 @@ describe("push rules", () => {
     assert.equal(rule("refs/heads/agent/x", a, ZERO), "no-deletion");
     assert.equal(rule("refs/heads/agent/x", a, b, false), "no-force");
     assert.equal(rule("refs/heads/main", a, ZERO), "protected-branch", "the branch rule first");
+  });
+});
+
+describe("report-status", () => {
+  const pkt = (s: string) => (s.length + 4).toString(16).padStart(4, "0") + s;
+  const reasons = new Map([[
+    "refs/heads/main",
+    "cal: protected-branch: push to agent/... instead",
+  ]]);
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  const bytes = (s: string) => new TextEncoder().encode(s);
+
+  it("puts the broker's reason on the refused ref's ng line, plain", () => {
+    const plain = pkt("unpack ok\n") + pkt("ng refs/heads/main pre-receive hook declined\n") +
+      "0000";
+    assert.equal(
+      text(rewriteReport(bytes(plain), reasons)),
+      pkt("unpack ok\n") +
+        pkt("ng refs/heads/main cal: protected-branch: push to agent/... instead\n") +
+        "0000",
+    );
+  });
+
+  it("and inside side-band-64k, with band 2 kept and the report split anywhere", () => {
+    const report = pkt("unpack ok\n") + pkt("ng refs/heads/main pre-receive hook declined\n") +
+      "0000";
+    const banded = pkt("\x02remote: hi\n") + pkt("\x01" + report.slice(0, 7)) +
+      pkt("\x01" + report.slice(7)) + "0000";
+    const out = text(rewriteReport(bytes(banded), reasons));
+    assert.ok(out.startsWith(pkt("\x02remote: hi\n")), out);
+    assert.match(out, /ng refs\/heads\/main cal: protected-branch/);
+    assert.ok(out.endsWith("0000"), out);
+    assert.equal(
+      text(rewriteReport(bytes(banded), new Map())),
+      banded,
+      "nothing to say: as it was",
+    );
   });
 });
 
@@ -157,6 +195,12 @@ describe("GitHub through cal's broker (sandbox)", {
       const r = await inGuest(cmd);
       assert.notEqual(r.code, 0, `${cmd}: ${show(r)}`);
       assert.match(r.stderr, new RegExp(`remote: cal: refused \\S+ \\(rule: ${rule}\\)`), cmd);
+      // On the ref's own line too (the report-status `ng` reason).
+      assert.match(
+        r.stderr,
+        new RegExp(`! \\[remote rejected\\] HEAD -> \\S+ \\(cal: ${rule}`),
+        cmd,
+      );
       assert.match(r.stderr, /git push origin HEAD:agent\/my-change|integrate|delete/, cmd);
     }
     assert.equal(await refs(), before, "the remote's refs are unchanged");
@@ -175,9 +219,11 @@ describe("GitHub through cal's broker (sandbox)", {
     );
     assert.notEqual(force.code, 0, show(force));
     assert.match(force.stderr, /rule: no-force/);
+    assert.match(force.stderr, /\(cal: no-force: /);
     const del = await inGuest("git push origin :agent/work");
     assert.notEqual(del.code, 0, show(del));
     assert.match(del.stderr, /rule: no-deletion/);
+    assert.match(del.stderr, /\(cal: no-deletion: /);
     assert.equal(
       (await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(),
       sha,

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { paths } from "../paths.ts";
 import { basicAuth, webBase } from "./api.ts";
 import type { PushRules } from "./push_rules.ts";
+import { rewriteReport } from "./report_status.ts";
 import { hostToken } from "./token.ts";
 
 /** What cal tells the broker (written by broker_daemon.ts, read on every request). */
@@ -288,12 +289,31 @@ export function brokerHandler(name: string): (req: Request) => Promise<Response>
       const head = await gitRun(["--git-dir", mirror, "symbolic-ref", "--short", "HEAD"]);
       if (head.code === 0) defaultBranch = head.stdout.trim() || defaultBranch;
     }
-    return await backend(req, url, f.mirrors, `/${owner}/${repo}.git/${what}`, {
+    const pushing = what === "git-receive-pack";
+    const verdicts = join(f.mirrors, `.verdicts-${crypto.randomUUID()}.json`);
+    const res = await backend(req, url, f.mirrors, `/${owner}/${repo}.git/${what}`, {
       CAL_BROKER_RULES: JSON.stringify({ ...settings.rules, defaultBranch }),
       CAL_BROKER_REPO: `${owner}/${repo}`,
       CAL_BROKER_UPSTREAM: upstream,
       CAL_BROKER_HOST: settings.host,
       CAL_BROKER_LOG: f.decisions,
+      ...(pushing ? { CAL_BROKER_VERDICTS: verdicts } : {}),
+    });
+    if (!pushing || res.status !== 200) return res;
+    // A push's answer is small: read it whole and put the hook's reasons on its ng lines.
+    const body = new Uint8Array(await res.arrayBuffer());
+    let reasons = new Map<string, string>();
+    try {
+      const list = JSON.parse(await Deno.readTextFile(verdicts)) as {
+        ref: string;
+        reason: string;
+      }[];
+      reasons = new Map(list.map((x) => [x.ref, x.reason]));
+      await Deno.remove(verdicts);
+    } catch { /* no refusal */ }
+    return new Response(rewriteReport(body, reasons) as Uint8Array<ArrayBuffer>, {
+      status: 200,
+      headers: res.headers,
     });
   };
 }

@@ -9,7 +9,13 @@
  */
 
 import { basicAuth } from "./api.ts";
-import { checkUpdate, type PushRules, type RefUpdate, type Refusal } from "./push_rules.ts";
+import {
+  checkUpdate,
+  type PushRules,
+  type RefUpdate,
+  type Refusal,
+  shortReason,
+} from "./push_rules.ts";
 import { hostToken } from "./token.ts";
 
 const env = (k: string) => Deno.env.get(k) ?? "";
@@ -29,6 +35,14 @@ function log(entry: Record<string, unknown>) {
       { append: true, mode: 0o600 },
     );
   } catch { /* the log is best effort; the decision stands */ }
+}
+
+function verdicts(reasons: { ref: string; reason: string }[]) {
+  const file = env("CAL_BROKER_VERDICTS");
+  if (!file) return;
+  try {
+    Deno.writeTextFileSync(file, JSON.stringify(reasons), { createNew: true, mode: 0o600 });
+  } catch { /* the remote: lines still say it */ }
 }
 
 /** Guest text for a terminal line: printable ASCII only. */
@@ -54,6 +68,15 @@ async function main(): Promise<number> {
     if (r) refusals.push(r);
   }
   if (refusals.length) {
+    // The broker puts these on the refs' own report lines (report_status.ts).
+    const reasons = updates.map((u) => {
+      const r = refusals.find((x) => x.ref === u.ref);
+      return {
+        ref: u.ref,
+        reason: r ? shortReason(r.rule, rules.prefix) : "cal: not pushed, another ref was refused",
+      };
+    });
+    verdicts(reasons);
     for (const r of refusals) {
       say(`refused ${plain(r.ref)} (rule: ${r.rule}): ${plain(r.message)}`);
       log({ repo, ref: r.ref, allowed: false, rule: r.rule });
@@ -78,6 +101,7 @@ async function main(): Promise<number> {
   );
   const said = new TextDecoder().decode(p.stdout) + new TextDecoder().decode(p.stderr);
   if (p.code !== 0) {
+    verdicts(updates.map((u) => ({ ref: u.ref, reason: "cal: GitHub refused it, see above" })));
     for (const line of said.split("\n").filter((l) => l.trim())) say(`GitHub: ${plain(line)}`);
     for (const u of updates) log({ repo, ref: u.ref, allowed: true, upstream: "refused" });
     return 1;

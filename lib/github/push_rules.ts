@@ -104,3 +104,16 @@ export function checkUpdate(
   }
   return undefined;
 }
+
+/** The rule in a few words, for the ref's own line of `git push` (`! [remote rejected] ...`). */
+export function shortReason(rule: Rule, prefix: string): string {
+  const own = `push to ${prefix}... instead`;
+  return "cal: " + {
+    "not-a-branch": `${rule}: only branches are pushed`,
+    "protected-branch": `${rule}: ${own} and open a pull request`,
+    "default-branch": `${rule}: ${own} and open a pull request`,
+    "not-own-branch": `${rule}: ${own}`,
+    "no-deletion": `${rule}: deleting a branch is refused`,
+    "no-force": `${rule}: a force update is refused; git pull --rebase first`,
+  }[rule];
+}
