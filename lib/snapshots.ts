@@ -231,10 +231,11 @@ export interface RestoreOptions {
 }
 
 /**
- * Restores a snapshot; the caller holds the lock. The snapshot is copied to a temporary machine
- * first; only once that copy is whole is the workspace marked `restoring` and its machine
- * replaced, so a kill before leaves the workspace as it was (and a temporary copy `cleanup`
- * removes), and a kill after leaves a workspace that says to run the restore again.
+ * Restores a snapshot; the caller holds the lock. The workspace is marked `restoring` before it
+ * is stopped, and the snapshot copied to a temporary machine before the workspace's machine is
+ * replaced: a kill at any point leaves a workspace that says to run the restore again (which
+ * starts it again if it was running), with the snapshot intact and at most a temporary copy that
+ * the restore or `cleanup` removes.
  */
 async function restoreLocked(
   w: Loaded,
@@ -266,6 +267,13 @@ async function restoreLocked(
   // A killed restore stopped a running workspace: this one starts it again afterwards.
   const wasRunning = info?.state === "running" || !!w.vm.restoring?.resume;
   await requireNoUnsavedWork(w, info?.state, `Restoring "${snapshot}"`, opts, out);
+  // From here a kill leaves a workspace that says its restore was interrupted (and how to finish).
+  w.vm.restoring = {
+    snapshot,
+    at: new Date().toISOString(),
+    ...(wasRunning ? { resume: true } : {}),
+  };
+  await writeVm(w.vm);
   if (info?.state === "running") await stopMachine(w, true, out);
   killPoint("restore:stopped");
 
@@ -276,6 +284,8 @@ async function restoreLocked(
     await w.provider.clone(source, temp);
   } catch (e) {
     // The workspace is untouched: bring it back as it was before failing.
+    delete w.vm.restoring;
+    await writeVm(w.vm).catch(() => {});
     if (wasRunning && info) await startMachine(w, config, {}, out).catch(() => {});
     const err = e instanceof CalError ? e : new CalError(String(e));
     throw new CalError(`Restoring "${snapshot}" failed while copying it: ${err.message}`, {
@@ -287,12 +297,6 @@ async function restoreLocked(
     });
   }
   killPoint("restore:copied");
-  w.vm.restoring = {
-    snapshot,
-    at: new Date().toISOString(),
-    ...(wasRunning ? { resume: true } : {}),
-  };
-  await writeVm(w.vm);
   try {
     if (await w.provider.get(w.machine)) await w.provider.delete(w.machine);
     killPoint("restore:deleted");

@@ -124,6 +124,7 @@ async function removeWorkspace(
     w.vm.status = "destroying";
     await writeVm(w.vm);
   }
+  killPoint("destroy:recorded");
   if (running) await stopMachine(w, true, out);
   const machines = [w.machine, ...snapshots];
   for (const m of machines) {

@@ -8,7 +8,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REAL_TART, Rig, show } from "./rig_env.ts";
-import { getDenoDir, parseNdjson, REPO } from "./helpers.ts";
+import { parseNdjson } from "./helpers.ts";
+import { interrupt as interruptAt } from "./interrupt.ts";
 
 describe("start failures", { skip: REAL_TART && "needs the fake tart's failure knobs" }, () => {
   let rig: Rig;
@@ -130,33 +131,19 @@ describe(
      * Runs `cal-vm ARGS --json` with a fake tart knob, waits until stderr shows `when`, sends
      * `signal`, and returns the exit status and all of stderr.
      */
-    async function interrupt(
+    const interrupt = async (
       args: string[],
       knob: Record<string, string>,
       when: string,
       signal: Deno.Signal,
-    ): Promise<{ code: number; stderr: string }> {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", join(REPO, "commands", "cal-vm.ts"), ...args, "--json"],
-        env: { ...rig.env, DENO_DIR: await getDenoDir(), ...knob },
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let seen = "";
-      let signalled = false;
-      for (;;) {
-        if (!signalled && seen.includes(when)) {
-          signalled = true;
-          await new Promise((r) => setTimeout(r, 300));
-          child.kill(signal);
-        }
-        const { value, done } = await reader.read();
-        if (done) break;
-        seen += value;
-      }
-      return { code: (await child.status).code, stderr: seen };
-    }
+    ) => {
+      const r = await interruptAt({ ...rig.env, ...knob }, "cal-vm", [...args, "--json"], {
+        when,
+        signal,
+        settleMs: 300,
+      });
+      return { code: r.code, stderr: r.stderr };
+    };
 
     const killDuringClone = (n: string, signal: Deno.Signal) =>
       interrupt(["init", n], { FAKE_TART_CLONE_DELAY: "30" }, '"event":"clone"', signal);
