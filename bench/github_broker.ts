@@ -34,6 +34,7 @@ export async function brokerBench(report: (what: string, value: string) => void)
     JSON.stringify({
       host: "github.localhost",
       rules: { prefix: "agent/", own: [], protected: [] },
+      repos: ["octo/bench"],
     }),
   );
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, brokerHandler(ws));

@@ -131,6 +131,10 @@ describe("GitHub through cal's broker (sandbox)", {
       defaultBranch: "trunk",
       files: { "README.md": "# app\n" },
     });
+    await gh.state.createRepo("octo", "other", {
+      defaultBranch: "main",
+      files: { "README.md": "# other\n" },
+    });
     bare = join(gh.state.reposDir, "octo", "app.git");
     for (const b of ["main", "release", "someone/else"]) await hostGit(bare, "branch", b, "trunk");
     rig = await Rig.create("", "sandbox");
@@ -158,6 +162,9 @@ describe("GitHub through cal's broker (sandbox)", {
     const status = await rig.gh(["auth", "status", "--json"]);
     assert.equal(status.code, 0, show(status));
     assert.equal(status.records[0].logged_in, true);
+    const inWs = await rig.gh(["auth", "status", ws, "--json"]);
+    assert.equal(inWs.code, 0, show(inWs));
+    assert.match(String(inWs.records[0].detail), /through cal's broker/);
 
     const c = await rig.gh(["clone", ws, "--repo", "octo/app", "--new-branch", "work", "--json"]);
     assert.equal(c.code, 0, show(c));
@@ -183,6 +190,7 @@ describe("GitHub through cal's broker (sandbox)", {
     );
     assert.equal(made.code, 0, show(made));
     const before = await refs();
+    const otherRefs = await hostGit(join(gh.state.reposDir, "octo", "other.git"), "for-each-ref");
     const pushes = gh.state.pushes.length;
     const cases: [string, string][] = [
       ["git push origin HEAD:main", "protected-branch"],
@@ -203,6 +211,18 @@ describe("GitHub through cal's broker (sandbox)", {
       );
       assert.match(r.stderr, /git push origin HEAD:agent\/my-change|integrate|delete/, cmd);
     }
+    // Another repository the token can write: reads yes, pushes no.
+    const other = await inGuest(
+      "git ls-remote http://github.localhost/octo/other.git >/dev/null && " +
+        "git push http://github.localhost/octo/other.git HEAD:refs/heads/agent/work",
+    );
+    assert.notEqual(other.code, 0, show(other));
+    assert.match(other.stderr, /remote: cal: refused \(rule: not-own-repo\)/);
+    assert.equal(
+      await hostGit(join(gh.state.reposDir, "octo", "other.git"), "for-each-ref"),
+      otherRefs,
+      "the other repository is unchanged",
+    );
     assert.equal(await refs(), before, "the remote's refs are unchanged");
     assert.equal(gh.state.pushes.length, pushes, "nothing reached the remote");
 

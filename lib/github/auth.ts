@@ -104,6 +104,17 @@ export async function login(
 
 export async function status(name: string, config: Config, hostname?: string): Promise<AuthRecord> {
   const w = await load(name);
+  if (!w.vm.github?.authenticated) {
+    // No login of its own: the workspace uses the host's, through cal's broker.
+    const h = await hostStatus(config, hostname ?? w.vm.github?.host);
+    return {
+      ...h,
+      workspace: name,
+      detail: h.logged_in
+        ? `${h.detail} "${name}" uses it through cal's broker (the guest holds no token).`
+        : `No login: neither the host's (\`cal-gh auth login --token-stdin\`) nor "${name}"'s own.`,
+    };
+  }
   const host = hostOf(config, hostname) ?? w.vm.github?.host;
   const guest = await connect(w);
   const r = await gh(guest, ["auth", "status", ...(host ? ["--hostname", host] : [])], { host });

@@ -22,6 +22,8 @@ import { hostToken } from "./token.ts";
 export interface BrokerSettings {
   host: string;
   rules: PushRules;
+  /** OWNER/REPO cal cloned for the workspace: the only ones it may push to (reads: any). */
+  repos: string[];
 }
 
 export const brokerFiles = (name: string) => {
@@ -95,6 +97,16 @@ async function ensureMirror(dir: string): Promise<void> {
       throw e;
     }
   });
+}
+
+function log(file: string, entry: Record<string, unknown>) {
+  try {
+    Deno.writeTextFileSync(
+      file,
+      JSON.stringify({ time: new Date().toISOString(), ...entry }) + "\n",
+      { append: true, mode: 0o600 },
+    );
+  } catch { /* best effort */ }
 }
 
 /** Per repository: one sync at a time. */
@@ -272,6 +284,17 @@ export function brokerHandler(name: string): (req: Request) => Promise<Response>
       settings = JSON.parse(await Deno.readTextFile(f.settings));
     } catch {
       return text(503, "cal's GitHub broker has no settings for this workspace.");
+    }
+    if (
+      service === "git-receive-pack" &&
+      !(settings.repos ?? []).some((r) => r.toLowerCase() === `${owner}/${repo}`.toLowerCase())
+    ) {
+      log(f.decisions, { repo: `${owner}/${repo}`, allowed: false, rule: "not-own-repo" });
+      return text(
+        403,
+        `cal: refused (rule: not-own-repo): ${owner}/${repo} is not a repository cal cloned for ` +
+          `this workspace; pushes go only to those (cal-gh clone WS --repo ${owner}/${repo}).`,
+      );
     }
     const mirror = join(f.mirrors, owner, `${repo}.git`);
     const upstream = `${webBase(settings.host)}${owner}/${repo}.git`;

@@ -59,6 +59,8 @@ export async function ensureBroker(
       own: (vm.github?.repos ?? []).map((r) => r.branch).filter((b): b is string => !!b),
       protected: config.github.protected_branches,
     },
+    // A repository's record is `host/OWNER/REPO`.
+    repos: (vm.github?.repos ?? []).map((r) => r.url.split("/").slice(1).join("/")),
   };
   await Deno.mkdir(`${f.dir}/net`, { recursive: true, mode: 0o700 });
   await writeFileAtomic(f.settings, JSON.stringify(settings, null, 2) + "\n");
