@@ -220,7 +220,12 @@ printf suid > share-suid.ipa; chmod 4755 share-suid.ipa
 
 # The home: links to host victims (mirrored here where the guest itself needs them).
 cd "$HOME"
-mkdir -p "$V/home-ssh"; cp .ssh/authorized_keys "$V/home-ssh/authorized_keys"
+# Where sshd reads keys from the home (tart), the mirror keeps cal's logins working; where it
+# reads them from outside the guest's reach (the sandbox's /.cal-ssh) the link is planted all the
+# same and the host victim must stay untouched.
+mkdir -p .ssh "$V/home-ssh"
+if [ -f .ssh/authorized_keys ]; then cp .ssh/authorized_keys "$V/home-ssh/authorized_keys"
+else : > "$V/home-ssh/authorized_keys"; fi
 chmod 700 "$V/home-ssh"; chmod 600 "$V/home-ssh/authorized_keys"
 mv .ssh .ssh-real; ln -s "$V/home-ssh" .ssh
 mkdir -p "$V/home-workspace"; rm -rf workspace; ln -s "$V/home-workspace" workspace
@@ -254,7 +259,9 @@ ln -s "$2" test-results
 const PLANT_AK = String.raw`set -e
 V="$1"; cd "$HOME"
 rm -f .ssh; mv .ssh-real .ssh
-cp .ssh/authorized_keys "$V/home-ak"; chmod 600 "$V/home-ak"
+if [ -f .ssh/authorized_keys ]; then cp .ssh/authorized_keys "$V/home-ak"
+else : > "$V/home-ak"; fi
+chmod 600 "$V/home-ak"
 ln -sf "$V/home-ak" .ssh/authorized_keys
 `;
 
@@ -269,6 +276,46 @@ ln -s "$V/share-ipa" w-link.ipa
 printf 'watch \033]0;pwned\007 line\n' >> "logs/w.log"
 printf done > zz-sentinel.ipa
 `;
+
+/** What answers on the host's side of the network tricks (never to be seen in the guest). */
+const NET_SECRET = "HOSTNET" + crypto.randomUUID().replaceAll("-", "").slice(0, 12);
+
+/** The network tricks, played from inside the guest; the sandbox's default network refuses each. */
+const NET_TRICKS = [
+  "network: a service on the host's loopback",
+  "network: the host's abstract unix socket",
+  "network: the neighbour workspace's sshd",
+];
+
+/** Why the network tricks do not apply to the (fake) tart: there the guest has the host's network. */
+const NET_SKIP = "the fake tart's guest shares the host's network (its own namespace comes only " +
+  "with Softnet's allowlist, not this rig's default)";
+
+/**
+ * The network tricks from inside the guest, as a hijacked agent would play them: straight out and
+ * through the proxy cal gives it. $1 the loopback port, $2 the abstract socket, $3 $4 the
+ * neighbour's sshd. Each section starts with "== <name>".
+ */
+const NET_SCRIPT = String.raw`P="$1"; A="$2"; NH="$3"; NP="$4"
+command -v socat >/dev/null && command -v curl >/dev/null && echo HAVE-TOOLS
+echo "== loopback"
+curl -sS --noproxy '*' --max-time 5 "http://127.0.0.1:$P/" 2>&1; echo
+curl -sS --noproxy '*' --max-time 5 "http://localhost:$P/" 2>&1; echo
+timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 && printf "GET / HTTP/1.0
+
+" >&3 && cat <&3' "$P" 2>&1; echo
+curl -sS --noproxy '' --proxy "$HTTP_PROXY" --max-time 5 "http://127.0.0.1:$P/" 2>&1; echo
+curl -sS --noproxy '' --proxy "$HTTP_PROXY" --max-time 5 "http://localhost:$P/" 2>&1; echo
+echo "== abstract"
+socat -T2 - "ABSTRACT-CONNECT:$A" </dev/null 2>&1; echo
+echo "== neighbour"
+timeout 5 bash -c 'exec 3<>/dev/tcp/$0/$1 && head -c 16 <&3' "$NH" "$NP" 2>&1; echo
+curl -sS -o /dev/null --noproxy '' --proxy "$HTTP_PROXY" -p --max-time 5 -w 'connect=%{http_connect}' "http://$NH:$NP/" 2>&1; echo
+echo "== done"
+`;
+
+/** The verb label of what the guest does by itself, before any cal verb runs. */
+const GUEST = "(the guest alone)";
 
 interface Finding {
   verb: string;
@@ -286,6 +333,12 @@ function suite(provider: TestProvider) {
     let first: Map<string, string>;
     let hazardBase: Set<string>;
     const findings: Finding[] = [];
+    const sharePlantings = new Set<string>();
+    let server: Deno.HttpServer | undefined;
+    let loopbackPort = 0;
+    let abstract: Deno.ChildProcess | undefined;
+    const abstractName = `cal-hostile-${crypto.randomUUID().slice(0, 8)}`;
+    let neighbour = { host: "", port: 0 };
     const verbsRun = new Set<string>();
     const exits: string[] = [];
     const hookLog = () => join(rig.root, "hooks.bin");
@@ -313,11 +366,17 @@ function suite(provider: TestProvider) {
       return "unattributed";
     }
 
+    /**
+     * Dangerous files on the host: the whole rig HOME (CAL_HOME and the output folders; the
+     * sandbox's guest disk excepted, which is the guest's own), the share apart, and the victims.
+     */
     async function allHazards(): Promise<Set<string>> {
-      const home = rig.env.CAL_HOME;
-      const guestDisk = (rel: string) => /^isolation\/sandboxes\/[^/]+\/guest$/.test(rel);
+      const home = rig.env.HOME;
+      const share = relative(home, out);
+      const skip = (rel: string) =>
+        rel === share || /^\.cal\/isolation\/sandboxes\/[^/]+\/guest$/.test(rel);
       const s = new Set<string>();
-      for (const h of await hazards(home, guestDisk)) s.add(`CAL_HOME: ${h}`);
+      for (const h of await hazards(home, skip)) s.add(`HOME: ${h}`);
       for (const h of await hazards(out, () => false)) s.add(`output: ${h}`);
       for (const h of await hazards(victims, () => false)) s.add(`victims: ${h}`);
       return s;
@@ -325,7 +384,7 @@ function suite(provider: TestProvider) {
 
     /** Compares the host with the last look; every difference is a finding for `verb`. */
     async function check(verb: string, results: CalResult[], human = true): Promise<Finding[]> {
-      verbsRun.add(verb.replace(/ \(.*\)$/, ""));
+      if (verb !== GUEST) verbsRun.add(verb.replace(/ \(.*\)$/, ""));
       const f: Finding[] = [];
       const now = await victimState(victims, VICTIMS);
       for (const [p, fp] of now) {
@@ -340,7 +399,17 @@ function suite(provider: TestProvider) {
       }
       baseline = now;
       const hz = await allHazards();
-      for (const h of hz) if (!hazardBase.has(h)) f.push({ verb, trick: hazardTrick(h), what: h });
+      for (const h of hz) {
+        if (hazardBase.has(h)) continue;
+        if (verb === GUEST && h.startsWith("output: ")) {
+          // What the guest itself puts in its share is the share's property (a setuid file the
+          // guest owns, on the host) or a trick (a link out), not a cal verb's doing: reported
+          // apart, and the next verb is judged against what is there now.
+          if (!h.includes("link out")) sharePlantings.add(h);
+          continue;
+        }
+        f.push({ verb, trick: hazardTrick(h), what: h });
+      }
       hazardBase = hz;
       for (const r of results) {
         const text = r.stdout + r.stderr;
@@ -387,12 +456,15 @@ function suite(provider: TestProvider) {
       return { r, f: await check(label, [r]) };
     }
 
+    /**
+     * Runs a planting step in the guest. The guest alone must reach no host victim and leave
+     * nothing dangerous on the host outside its share; what it leaves in its share is counted
+     * as a share planting (see check).
+     */
     async function guest(script: string, ...args: string[]): Promise<CalResult> {
       const r = await rig.vm(["exec", ws, "--", "/bin/sh", "-c", script, "sh", ...args]);
       assert.equal(r.code, 0, show(r));
-      // What the guest itself puts in its share (links, setuid files) is the trick, not a verb's
-      // doing: the next verb is judged against what is there now.
-      hazardBase = await allHazards();
+      assertNone(await check(GUEST, []));
       return r;
     }
 
@@ -443,7 +515,60 @@ function suite(provider: TestProvider) {
       // A Tart guest writes its share as its own (VirtioFS); the rig's bind mount keeps owners.
       for (const d of ["", "builds", "logs", "test-results"]) await Deno.chmod(join(out, d), 0o777);
       hazardBase = await allHazards();
+      if (provider === "sandbox") await netServices();
     });
+
+    /**
+     * What the network tricks aim at, each first shown to answer from the host (so a refusal in
+     * the guest proves something): a service on the host's loopback, one on an abstract unix
+     * socket of the host, and a neighbour workspace's sshd on the host's network.
+     */
+    async function netServices(): Promise<void> {
+      server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        () => new Response(`loopback:${NET_SECRET}`),
+      );
+      loopbackPort = (server.addr as Deno.NetAddr).port;
+      const fromHost = await fetch(`http://127.0.0.1:${loopbackPort}/`).then((r) => r.text());
+      assert.match(fromHost, new RegExp(NET_SECRET));
+      abstract = new Deno.Command("socat", {
+        // No colon in the answer: socat would read it as the next part of the address.
+        args: [`ABSTRACT-LISTEN:${abstractName},fork`, `SYSTEM:echo abstract-${NET_SECRET}`],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      // Listening once a connection from the host gets the answer (a condition, not a sleep).
+      const until = Date.now() + 20_000;
+      for (;;) {
+        const o = await new Deno.Command("socat", {
+          args: ["-T2", "-", `ABSTRACT-CONNECT:${abstractName}`],
+          stdin: "null",
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        if (new TextDecoder().decode(o.stdout).includes(NET_SECRET)) break;
+        assert.ok(Date.now() < until, "the host's abstract socket never answered");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // The neighbour on the host's network, so its sshd is there to be reached.
+      const n = rig.name("hostile-neighbour");
+      const i = await rig.vm(["init", n, "--provider", "sandbox", "--network", "open"]);
+      assert.equal(i.code, 0, show(i));
+      const st = await rig.vm(["start", n]);
+      assert.equal(st.code, 0, show(st));
+      const cfg = await Deno.readTextFile(
+        join(rig.env.CAL_HOME, "isolation", "vms", n, "ssh", "config"),
+      );
+      neighbour = {
+        host: cfg.match(/^\s*HostName (\S+)$/m)![1],
+        port: Number(cfg.match(/^\s*Port (\d+)$/m)![1]),
+      };
+      const c = await Deno.connect({ hostname: neighbour.host, port: neighbour.port });
+      const banner = new Uint8Array(64);
+      const got = await c.read(banner);
+      c.close();
+      assert.match(new TextDecoder().decode(banner.slice(0, got ?? 0)), /^SSH-2\.0/);
+    }
 
     after(async () => {
       const changes = findings.filter((f) => !f.what.startsWith("raw control")).length;
@@ -458,20 +583,28 @@ function suite(provider: TestProvider) {
         "a FIFO in the guest",
         "names: newlines and leading dashes",
         "huge listing",
+        ...(provider === "sandbox" ? NET_TRICKS : []),
       ]);
       console.log(
-        `hostile guest: ${tricks.size} tricks x ${verbsRun.size} verbs on ${provider}, ` +
-          `${changes} host changes, ${terminal} raw terminal writes`,
+        `hostile guest (${provider}): ${tricks.size} tricks x ${verbsRun.size} verbs, ` +
+          `${changes} host changes (+ ${sharePlantings.size} share plantings, ` +
+          `${terminal} raw terminal writes)`,
       );
+      if (provider !== "sandbox") console.log(`  network tricks skipped: ${NET_SKIP}`);
+      for (const h of sharePlantings) console.log(`  SHARE PLANTING by the guest itself: ${h}`);
       for (const e of exits) console.log(`  ${e}`);
       for (const f of findings) console.log(`  FINDING ${f.verb} × ${f.trick}: ${f.what}`);
       await rig?.close();
+      await server?.shutdown();
+      try {
+        abstract?.kill("SIGKILL");
+        await abstract?.status;
+      } catch { /* already gone */ }
       if (victims) await Deno.remove(victims, { recursive: true }).catch(() => {});
     });
 
     it("plant: the guest alone reaches no host victim", async () => {
       const rel = relative(out, victims);
-      const plantBase = hazardBase;
       const tars = forgedMembers(victims, rel);
       await guest(
         PLANT,
@@ -481,14 +614,61 @@ function suite(provider: TestProvider) {
         b64(new TextEncoder().encode(forgedListing(victims, rel))),
         ...NAMES,
       );
-      // The guest alone reaches no victim. Through the share it can leave setuid files and
-      // devices in the host's output folder by itself (a property of the share, reported).
-      const f = await check("plant", []);
-      const own = [...hazardBase].filter((h) => !h.includes("link out") && !plantBase.has(h));
-      for (const h of own) f.push({ verb: "plant", trick: hazardTrick(h), what: h });
-      findings.push(...f.filter((x) => own.includes(x.what)));
-      assertNone(f);
+      // guest() checked the host: the guest alone reaches no victim. Through the share it can
+      // leave setuid files in the host's output folder by itself (share plantings, reported).
     });
+
+    /** Plays the network tricks from the guest; each one that gets through is a finding. */
+    async function netTricks(when: string): Promise<void> {
+      const r = await rig.vm([
+        "exec",
+        ws,
+        "--",
+        "/bin/sh",
+        "-c",
+        NET_SCRIPT,
+        "sh",
+        String(loopbackPort),
+        abstractName,
+        neighbour.host,
+        String(neighbour.port),
+      ]);
+      assert.equal(r.code, 0, show(r));
+      // The tricks really ran (tools there, every section reached), so a refusal means something.
+      assert.match(r.stdout, /^HAVE-TOOLS$/m, show(r));
+      assert.match(r.stdout, /^== done$/m, show(r));
+      const section = (name: string) =>
+        r.stdout.split(/^== /m).find((x) =>
+          x.startsWith(`${name}
+`)
+        ) ?? "";
+      const reached: [string, boolean][] = [
+        [NET_TRICKS[0], section("loopback").includes(NET_SECRET)],
+        [NET_TRICKS[1], section("abstract").includes(NET_SECRET)],
+        [NET_TRICKS[2], /SSH-2\.0|connect=200/.test(section("neighbour"))],
+      ];
+      const f: Finding[] = reached.filter(([, yes]) => yes).map(([trick]) => ({
+        verb: GUEST,
+        trick,
+        what: `reached from inside the guest (${when}): ${
+          JSON.stringify(
+            section(
+              trick.includes("loop")
+                ? "loopback"
+                : trick.includes("abstract")
+                ? "abstract"
+                : "neighbour",
+            ).slice(0, 300),
+          )
+        }`,
+      }));
+      findings.push(...f);
+      assertNone(f);
+    }
+
+    it("network: the host's loopback, its abstract socket and the neighbour's sshd are refused", {
+      skip: provider !== "sandbox" && NET_SKIP,
+    }, () => netTricks("after the plant"));
 
     it("sync (forged listing, real tar)", async () => {
       const { f } = await verb("sync (forged listing)", () => rig.sync(["sync", ws, "--human"]));
@@ -691,23 +871,37 @@ function suite(provider: TestProvider) {
       assertNone([...s.f, ...t.f]);
     });
 
+    it("network: still refused after a restart", {
+      skip: provider !== "sandbox" && NET_SKIP,
+    }, () => netTricks("after stop and start"));
+
     it("run (a headless stand-in agent)", async () => {
-      const { f } = await verb("run", () =>
-        rig.agent(
-          [
-            "run",
-            ws,
-            "--agent",
-            "claude-code",
-            "--prompt",
-            "hi",
-            "--yes",
-            "--no-snapshot",
-            "--human",
-          ],
-          { env: { ANTHROPIC_API_KEY: "sk-test-hostile" } },
-        ));
+      const args = [
+        "run",
+        ws,
+        "--agent",
+        "claude-code",
+        "--prompt",
+        "hi",
+        "--yes",
+        "--no-snapshot",
+      ];
+      const env = { env: { ANTHROPIC_API_KEY: "sk-test-hostile" } };
+      const first = await verb("run", () => rig.agent([...args, "--human"], env));
+      const f = [...first.f];
+      let r = first.r;
+      // Where cal's proxy cannot keep the key on the host (the tart provider for now), the run
+      // stops before the guest; with the (test) key passed it reaches the stand-in agent.
+      if (r.code === 2 && r.stderr.includes("--pass-key")) {
+        const passed = await verb(
+          "run (--pass-key)",
+          () => rig.agent([...args, "--pass-key", "--human"], env),
+        );
+        f.push(...passed.f);
+        r = passed.r;
+      }
       assertNone(f);
+      assert.equal(r.code, 0, `run never reached the stand-in agent\n${show(r)}`);
     });
 
     it("snapshot restore", async () => {
