@@ -7,7 +7,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Rig, show } from "./rig_env.ts";
+import { PROVIDERS, Rig, show, type TestProvider } from "./rig_env.ts";
 import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/github.ts";
 import { checkUpdate, type PushRules, ZERO } from "../lib/github/push_rules.ts";
 import { rewriteReport } from "../lib/github/report_status.ts";
@@ -106,212 +106,224 @@ async function envSightings(needle: string): Promise<string[]> {
 
 async function grepTree(needle: string, dir: string): Promise<string[]> {
   const r = await new Deno.Command("grep", {
-    args: ["-rlas", "--devices=skip", needle, dir],
+    // The fake tart's disk.img is an empty sparse file (tens of GB of holes) the guest never
+    // writes: its files are in the folder's guest/.
+    args: ["-rlas", "--devices=skip", "--exclude=disk.img", needle, dir],
     stdout: "piped",
   }).output();
   return new TextDecoder().decode(r.stdout).split("\n").filter(Boolean);
 }
 
-describe("GitHub through cal's broker (sandbox)", {
-  skip: (!root || Deno.build.os !== "linux") &&
-    "needs Linux and root (the stand-in's port 80, a sandbox of its own uid)",
-}, () => {
-  let rig: Rig;
-  let gh: GitHubStandIn;
-  let ws: string;
-  let bare: string;
-  const inGuest = (script: string) => rig.vm(["ssh", ws, `cd ~/workspace/app && { ${script}; }`]);
-  const refs = () => hostGit(bare, "for-each-ref", "--format=%(refname) %(objectname)");
+function suite(provider: TestProvider) {
+  describe(`GitHub through cal's broker (${provider})`, {
+    skip: (!root || Deno.build.os !== "linux") &&
+      "needs Linux and root (the stand-in's port 80, guests of their own uid and network)",
+  }, () => {
+    let rig: Rig;
+    let gh: GitHubStandIn;
+    let ws: string;
+    let bare: string;
+    const inGuest = (script: string) => rig.vm(["ssh", ws, `cd ~/workspace/app && { ${script}; }`]);
+    const refs = () => hostGit(bare, "for-each-ref", "--format=%(refname) %(objectname)");
 
-  before(async () => {
-    await ensureHostsEntries();
-    gh = await startGitHub({ root: await Deno.makeTempDir({ prefix: "cal-broker-" }), port: 80 });
-    gh.state.addToken(TOKEN, { login: "octo" });
-    await gh.state.createRepo("octo", "app", {
-      defaultBranch: "trunk",
-      files: { "README.md": "# app\n" },
-    });
-    await gh.state.createRepo("octo", "other", {
-      defaultBranch: "main",
-      files: { "README.md": "# other\n" },
-    });
-    bare = join(gh.state.reposDir, "octo", "app.git");
-    for (const b of ["main", "release", "someone/else"]) await hostGit(bare, "branch", b, "trunk");
-    rig = await Rig.create("", "sandbox");
-    const cfg = join(rig.env.CAL_HOME, "config.yaml");
-    await Deno.writeTextFile(
-      cfg,
-      (await Deno.readTextFile(cfg)) +
-        "    github:\n      host: github.localhost\n      protected_branches: [release]\n",
-    );
-    ws = rig.name("brokered");
-    assert.equal((await rig.vm(["init", ws])).code, 0);
-    assert.equal((await rig.vm(["start", ws])).code, 0);
-  });
-  after(async () => {
-    await rig?.close();
-    await gh?.close();
-  });
-
-  it("the host's login is kept in a 0600 file, and a clone needs no login in the workspace", async () => {
-    const login = await rig.gh(["auth", "login", "--token-stdin", "--json"], { stdin: TOKEN });
-    assert.equal(login.code, 0, show(login));
-    assert.equal(login.records.at(-1)!.user, "octo");
-    const file = join(rig.env.CAL_HOME, "github", "tokens", "github.localhost");
-    assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
-    const status = await rig.gh(["auth", "status", "--json"]);
-    assert.equal(status.code, 0, show(status));
-    assert.equal(status.records[0].logged_in, true);
-    const inWs = await rig.gh(["auth", "status", ws, "--json"]);
-    assert.equal(inWs.code, 0, show(inWs));
-    assert.match(String(inWs.records[0].detail), /through cal's broker/);
-
-    const c = await rig.gh(["clone", ws, "--repo", "octo/app", "--new-branch", "work", "--json"]);
-    assert.equal(c.code, 0, show(c));
-    assert.equal(c.records.at(-1)!.branch, "agent/work");
-    const head = await inGuest("git rev-parse --abbrev-ref HEAD && cat README.md");
-    assert.equal(head.stdout, "agent/work\n# app\n", show(head));
-  });
-
-  it("the token is in no guest file and no process's environment", async () => {
-    const guest = join(rig.env.CAL_HOME, "isolation", "sandboxes", `cal-${ws}`);
-    assert.deepEqual(await grepTree(TOKEN, guest), [], "a guest file holds the token");
-    const b64 = btoa(`x-access-token:${TOKEN}`);
-    assert.deepEqual(await grepTree(b64, guest), [], "a guest file holds the encoded token");
-    assert.deepEqual(await envSightings(TOKEN), [], "a process's environment holds the token");
-    const gi = await rig.vm(["ssh", ws, "env; cat ~/.gitconfig; ls ~/.config/gh 2>&1"]);
-    assert.ok(!gi.stdout.includes(TOKEN) && !gi.stdout.includes(b64), gi.stdout);
-  });
-
-  it("from the guest: main, the default, a protected or another's branch, --force and a deletion are refused, naming the rule; the remote is unchanged", async () => {
-    const made = await inGuest(
-      "echo one > one.txt && git add one.txt && " +
-        "git -c user.name=a -c user.email=a@x commit -qm one",
-    );
-    assert.equal(made.code, 0, show(made));
-    const before = await refs();
-    const otherRefs = await hostGit(join(gh.state.reposDir, "octo", "other.git"), "for-each-ref");
-    const pushes = gh.state.pushes.length;
-    const cases: [string, string][] = [
-      ["git push origin HEAD:main", "protected-branch"],
-      ["git push origin HEAD:trunk", "default-branch"],
-      ["git push origin HEAD:release", "protected-branch"],
-      ["git push origin HEAD:someone/else", "not-own-branch"],
-      ["git push origin HEAD:refs/tags/v1", "not-a-branch"],
-    ];
-    for (const [cmd, rule] of cases) {
-      const r = await inGuest(cmd);
-      assert.notEqual(r.code, 0, `${cmd}: ${show(r)}`);
-      assert.match(r.stderr, new RegExp(`remote: cal: refused \\S+ \\(rule: ${rule}\\)`), cmd);
-      // On the ref's own line too (the report-status `ng` reason).
-      assert.match(
-        r.stderr,
-        new RegExp(`! \\[remote rejected\\] HEAD -> \\S+ \\(cal: ${rule}`),
-        cmd,
+    before(async () => {
+      await ensureHostsEntries();
+      gh = await startGitHub({ root: await Deno.makeTempDir({ prefix: "cal-broker-" }), port: 80 });
+      gh.state.addToken(TOKEN, { login: "octo" });
+      await gh.state.createRepo("octo", "app", {
+        defaultBranch: "trunk",
+        files: { "README.md": "# app\n" },
+      });
+      await gh.state.createRepo("octo", "other", {
+        defaultBranch: "main",
+        files: { "README.md": "# other\n" },
+      });
+      bare = join(gh.state.reposDir, "octo", "app.git");
+      for (const b of ["main", "release", "someone/else"]) {
+        await hostGit(bare, "branch", b, "trunk");
+      }
+      rig = await Rig.create("", provider);
+      const cfg = join(rig.env.CAL_HOME, "config.yaml");
+      await Deno.writeTextFile(
+        cfg,
+        (await Deno.readTextFile(cfg)) +
+          "    github:\n      host: github.localhost\n      protected_branches: [release]\n",
       );
-      assert.match(r.stderr, /git push origin HEAD:agent\/my-change|integrate|delete/, cmd);
-    }
-    // Another repository the token can write: reads yes, pushes no.
-    const other = await inGuest(
-      "git ls-remote http://github.localhost/octo/other.git >/dev/null && " +
-        "git push http://github.localhost/octo/other.git HEAD:refs/heads/agent/work",
-    );
-    assert.notEqual(other.code, 0, show(other));
-    assert.match(other.stderr, /remote: cal: refused \(rule: not-own-repo\)/);
-    assert.equal(
-      await hostGit(join(gh.state.reposDir, "octo", "other.git"), "for-each-ref"),
-      otherRefs,
-      "the other repository is unchanged",
-    );
-    assert.equal(await refs(), before, "the remote's refs are unchanged");
-    assert.equal(gh.state.pushes.length, pushes, "nothing reached the remote");
+      ws = rig.name("brokered");
+      assert.equal((await rig.vm(["init", ws])).code, 0);
+      assert.equal((await rig.vm(["start", ws])).code, 0);
+    });
+    after(async () => {
+      await rig?.close();
+      await gh?.close();
+    });
 
-    // The agent's own branch goes.
-    const own = await inGuest("git push -q origin HEAD:agent/work");
-    assert.equal(own.code, 0, show(own));
-    const sha = (await inGuest("git rev-parse HEAD")).stdout.trim();
-    assert.equal((await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(), sha);
+    it("the host's login is kept in a 0600 file, and a clone needs no login in the workspace", async () => {
+      const login = await rig.gh(["auth", "login", "--token-stdin", "--json"], { stdin: TOKEN });
+      assert.equal(login.code, 0, show(login));
+      assert.equal(login.records.at(-1)!.user, "octo");
+      const file = join(rig.env.CAL_HOME, "github", "tokens", "github.localhost");
+      assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+      const status = await rig.gh(["auth", "status", "--json"]);
+      assert.equal(status.code, 0, show(status));
+      assert.equal(status.records[0].logged_in, true);
+      const inWs = await rig.gh(["auth", "status", ws, "--json"]);
+      assert.equal(inWs.code, 0, show(inWs));
+      assert.match(String(inWs.records[0].detail), /through cal's broker/);
 
-    // A rewrite of it, forced, and a deletion are refused.
-    const force = await inGuest(
-      "git -c user.name=a -c user.email=a@x commit -q --amend -m rewritten && " +
-        "git push --force origin HEAD:agent/work",
-    );
-    assert.notEqual(force.code, 0, show(force));
-    assert.match(force.stderr, /rule: no-force/);
-    assert.match(force.stderr, /\(cal: no-force: /);
-    const del = await inGuest("git push origin :agent/work");
-    assert.notEqual(del.code, 0, show(del));
-    assert.match(del.stderr, /rule: no-deletion/);
-    assert.match(del.stderr, /\(cal: no-deletion: /);
-    assert.equal(
-      (await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(),
-      sha,
-      "the branch is neither rewritten nor deleted",
-    );
-    for (const b of ["main", "trunk", "release", "someone/else"]) {
+      const c = await rig.gh(["clone", ws, "--repo", "octo/app", "--new-branch", "work", "--json"]);
+      assert.equal(c.code, 0, show(c));
+      assert.equal(c.records.at(-1)!.branch, "agent/work");
+      const head = await inGuest("git rev-parse --abbrev-ref HEAD && cat README.md");
+      assert.equal(head.stdout, "agent/work\n# app\n", show(head));
+    });
+
+    it("the token is in no guest file and no process's environment", async () => {
+      // The guest's whole file system: the sandbox's folder, or the fake tart's VM folder.
+      const guest = provider === "sandbox"
+        ? join(rig.env.CAL_HOME, "isolation", "sandboxes", `cal-${ws}`)
+        : join(rig.env.TART_HOME!, "vms", `cal-${ws}`);
+      assert.ok((await Deno.stat(guest)).isDirectory, guest);
+      assert.deepEqual(await grepTree(TOKEN, guest), [], "a guest file holds the token");
+      const b64 = btoa(`x-access-token:${TOKEN}`);
+      assert.deepEqual(await grepTree(b64, guest), [], "a guest file holds the encoded token");
+      assert.deepEqual(await envSightings(TOKEN), [], "a process's environment holds the token");
+      const gi = await rig.vm(["ssh", ws, "env; cat ~/.gitconfig; ls ~/.config/gh 2>&1"]);
+      assert.ok(!gi.stdout.includes(TOKEN) && !gi.stdout.includes(b64), gi.stdout);
+    });
+
+    it("from the guest: main, the default, a protected or another's branch, --force and a deletion are refused, naming the rule; the remote is unchanged", async () => {
+      const made = await inGuest(
+        "echo one > one.txt && git add one.txt && " +
+          "git -c user.name=a -c user.email=a@x commit -qm one",
+      );
+      assert.equal(made.code, 0, show(made));
+      const before = await refs();
+      const otherRefs = await hostGit(join(gh.state.reposDir, "octo", "other.git"), "for-each-ref");
+      const pushes = gh.state.pushes.length;
+      const cases: [string, string][] = [
+        ["git push origin HEAD:main", "protected-branch"],
+        ["git push origin HEAD:trunk", "default-branch"],
+        ["git push origin HEAD:release", "protected-branch"],
+        ["git push origin HEAD:someone/else", "not-own-branch"],
+        ["git push origin HEAD:refs/tags/v1", "not-a-branch"],
+      ];
+      for (const [cmd, rule] of cases) {
+        const r = await inGuest(cmd);
+        assert.notEqual(r.code, 0, `${cmd}: ${show(r)}`);
+        assert.match(r.stderr, new RegExp(`remote: cal: refused \\S+ \\(rule: ${rule}\\)`), cmd);
+        // On the ref's own line too (the report-status `ng` reason).
+        assert.match(
+          r.stderr,
+          new RegExp(`! \\[remote rejected\\] HEAD -> \\S+ \\(cal: ${rule}`),
+          cmd,
+        );
+        assert.match(r.stderr, /git push origin HEAD:agent\/my-change|integrate|delete/, cmd);
+      }
+      // Another repository the token can write: reads yes, pushes no.
+      const other = await inGuest(
+        "git ls-remote http://github.localhost/octo/other.git >/dev/null && " +
+          "git push http://github.localhost/octo/other.git HEAD:refs/heads/agent/work",
+      );
+      assert.notEqual(other.code, 0, show(other));
+      assert.match(other.stderr, /remote: cal: refused \(rule: not-own-repo\)/);
       assert.equal(
-        (await hostGit(bare, "rev-parse", `refs/heads/${b}`)).trim(),
-        (await hostGit(bare, "rev-parse", "refs/heads/trunk")).trim(),
-        b,
+        await hostGit(join(gh.state.reposDir, "octo", "other.git"), "for-each-ref"),
+        otherRefs,
+        "the other repository is unchanged",
       );
-    }
-    const log = await Deno.readTextFile(
-      join(rig.env.CAL_HOME, "isolation", "vms", ws, "github-broker.ndjson"),
-    );
-    assert.match(log, /"rule":"no-force"/);
-    assert.match(log, /"rule":"default-branch"/);
-    // Put the branch back on the remote's commit for what follows.
-    assert.equal((await inGuest(`git reset -q --hard ${sha}`)).code, 0);
-  });
+      assert.equal(await refs(), before, "the remote's refs are unchanged");
+      assert.equal(gh.state.pushes.length, pushes, "nothing reached the remote");
 
-  it("commit --push and pr work through the broker and the host's API", async () => {
-    assert.equal((await inGuest("echo login > login.swift")).code, 0);
-    const c = await rig.cal([
-      "isolation",
-      "commit",
-      ws,
-      "--message",
-      "Add login",
-      "--push",
-      "--json",
-    ]);
-    assert.equal(c.code, 0, show(c));
-    const rec = c.records.find((x) => x.kind === "repo")!;
-    assert.equal((await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(), rec.commit);
-    assert.match(
-      await hostGit(bare, "log", "-1", "--format=%an <%ae>", "agent/work"),
-      /^octo <\d+\+octo@users\.noreply\.github\.localhost>/,
-      "the identity comes from the host's API",
-    );
-    const pr = await rig.cal([
-      "isolation",
-      "pr",
-      ws,
-      "--title",
-      "Login",
-      "--body",
-      "Adds login.",
-      "--json",
-    ]);
-    assert.equal(pr.code, 0, show(pr));
-    assert.match(String(pr.records[0].url), /^http:\/\/github\.localhost\/octo\/app\/pull\/\d+$/);
-    const got = gh.state.pulls.at(-1)!;
-    assert.equal(got.head, "agent/work");
-    assert.equal(got.base, "trunk", "the remote's default branch");
-    assert.match(got.body, /Made in an isolated workspace with cal/);
-    const again = await rig.cal(["isolation", "pr", ws, "--title", "Login", "--json"]);
-    assert.equal(again.code, 0, show(again));
-    assert.equal(again.records.at(-1)!.url, pr.records[0].url, "the open one is found again");
-  });
+      // The agent's own branch goes.
+      const own = await inGuest("git push -q origin HEAD:agent/work");
+      assert.equal(own.code, 0, show(own));
+      const sha = (await inGuest("git rev-parse HEAD")).stdout.trim();
+      assert.equal((await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(), sha);
 
-  it("without a host login, a brokered push says how to log in", async () => {
-    const out = await rig.gh(["auth", "logout", "--json"]);
-    assert.equal(out.code, 0, show(out));
-    assert.equal((await inGuest("echo more >> login.swift")).code, 0);
-    const r = await rig.gh(["commit", ws, "--message", "more", "--push"]);
-    assert.equal(r.code, 1, show(r));
-    assert.match(r.stderr, /no GitHub login for github\.localhost on this host/);
-    assert.match(r.stderr, /cal-gh auth login --token-stdin/);
+      // A rewrite of it, forced, and a deletion are refused.
+      const force = await inGuest(
+        "git -c user.name=a -c user.email=a@x commit -q --amend -m rewritten && " +
+          "git push --force origin HEAD:agent/work",
+      );
+      assert.notEqual(force.code, 0, show(force));
+      assert.match(force.stderr, /rule: no-force/);
+      assert.match(force.stderr, /\(cal: no-force: /);
+      const del = await inGuest("git push origin :agent/work");
+      assert.notEqual(del.code, 0, show(del));
+      assert.match(del.stderr, /rule: no-deletion/);
+      assert.match(del.stderr, /\(cal: no-deletion: /);
+      assert.equal(
+        (await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(),
+        sha,
+        "the branch is neither rewritten nor deleted",
+      );
+      for (const b of ["main", "trunk", "release", "someone/else"]) {
+        assert.equal(
+          (await hostGit(bare, "rev-parse", `refs/heads/${b}`)).trim(),
+          (await hostGit(bare, "rev-parse", "refs/heads/trunk")).trim(),
+          b,
+        );
+      }
+      const log = await Deno.readTextFile(
+        join(rig.env.CAL_HOME, "isolation", "vms", ws, "github-broker.ndjson"),
+      );
+      assert.match(log, /"rule":"no-force"/);
+      assert.match(log, /"rule":"default-branch"/);
+      // Put the branch back on the remote's commit for what follows.
+      assert.equal((await inGuest(`git reset -q --hard ${sha}`)).code, 0);
+    });
+
+    it("commit --push and pr work through the broker and the host's API", async () => {
+      assert.equal((await inGuest("echo login > login.swift")).code, 0);
+      const c = await rig.cal([
+        "isolation",
+        "commit",
+        ws,
+        "--message",
+        "Add login",
+        "--push",
+        "--json",
+      ]);
+      assert.equal(c.code, 0, show(c));
+      const rec = c.records.find((x) => x.kind === "repo")!;
+      assert.equal((await hostGit(bare, "rev-parse", "refs/heads/agent/work")).trim(), rec.commit);
+      assert.match(
+        await hostGit(bare, "log", "-1", "--format=%an <%ae>", "agent/work"),
+        /^octo <\d+\+octo@users\.noreply\.github\.localhost>/,
+        "the identity comes from the host's API",
+      );
+      const pr = await rig.cal([
+        "isolation",
+        "pr",
+        ws,
+        "--title",
+        "Login",
+        "--body",
+        "Adds login.",
+        "--json",
+      ]);
+      assert.equal(pr.code, 0, show(pr));
+      assert.match(String(pr.records[0].url), /^http:\/\/github\.localhost\/octo\/app\/pull\/\d+$/);
+      const got = gh.state.pulls.at(-1)!;
+      assert.equal(got.head, "agent/work");
+      assert.equal(got.base, "trunk", "the remote's default branch");
+      assert.match(got.body, /Made in an isolated workspace with cal/);
+      const again = await rig.cal(["isolation", "pr", ws, "--title", "Login", "--json"]);
+      assert.equal(again.code, 0, show(again));
+      assert.equal(again.records.at(-1)!.url, pr.records[0].url, "the open one is found again");
+    });
+
+    it("without a host login, a brokered push says how to log in", async () => {
+      const out = await rig.gh(["auth", "logout", "--json"]);
+      assert.equal(out.code, 0, show(out));
+      assert.equal((await inGuest("echo more >> login.swift")).code, 0);
+      const r = await rig.gh(["commit", ws, "--message", "more", "--push"]);
+      assert.equal(r.code, 1, show(r));
+      assert.match(r.stderr, /no GitHub login for github\.localhost on this host/);
+      assert.match(r.stderr, /cal-gh auth login --token-stdin/);
+    });
   });
-});
+}
+
+for (const provider of PROVIDERS) suite(provider);

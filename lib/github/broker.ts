@@ -32,6 +32,8 @@ export const brokerFiles = (name: string) => {
     dir,
     socket: join(dir, "net", "github.sock"),
     settings: join(dir, "github-broker.json"),
+    state: join(dir, "github-broker.state.json"),
+    secret: join(dir, "github-broker.secret"),
     pid: join(dir, "github-broker.pid"),
     log: join(dir, "github-broker.log"),
     decisions: join(dir, "github-broker.ndjson"),
@@ -267,10 +269,30 @@ async function backend(
 }
 
 /** The request handler of `name`'s broker. */
-export function brokerHandler(name: string): (req: Request) => Promise<Response> {
+/** Whether two strings are equal, in a time that does not depend on where they differ. */
+function sameSecret(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return d === 0;
+}
+
+/**
+ * The request handler of `name`'s broker. With `secret` (its TCP listener, which neighbours on
+ * the same network could reach), every path starts with `/<secret>/`.
+ */
+export function brokerHandler(
+  name: string,
+  secret?: string,
+): (req: Request) => Promise<Response> {
   const f = brokerFiles(name);
   return async (req) => {
     const url = new URL(req.url);
+    if (secret !== undefined) {
+      const first = url.pathname.split("/")[1] ?? "";
+      if (!sameSecret(first, secret)) return text(404, "Repository not found.");
+      url.pathname = url.pathname.slice(first.length + 1);
+    }
     const m = ROUTE.exec(url.pathname);
     if (!m || !OWNER.test(m[1]) || !NAME.test(m[2])) return text(404, "Repository not found.");
     const [, owner, repo, what] = m;

@@ -44,12 +44,57 @@ function accepts(path: string): Promise<boolean> {
   });
 }
 
-/** Writes the broker's settings and starts it unless it runs; waits until it accepts. */
+export interface BrokerInfo {
+  /** The TCP listener, when one was asked for, and the secret its paths start with. */
+  tcp?: { host: string; port: number };
+  secret?: string;
+}
+
+function readState(
+  name: string,
+): { pid: number; tcp?: { host: string; port: number } } | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(brokerFiles(name).state));
+  } catch {
+    return undefined;
+  }
+}
+
+function tcpAccepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** The workspace's secret for the TCP listener: made once (0600), kept across restarts. */
+async function secretOf(name: string): Promise<string> {
+  const file = brokerFiles(name).secret;
+  try {
+    const st = await Deno.lstat(file);
+    if (st.isFile) return (await Deno.readTextFile(file)).trim();
+  } catch { /* make it */ }
+  const secret = Array.from(crypto.getRandomValues(new Uint8Array(16)))
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  await Deno.remove(file).catch(() => {});
+  await Deno.writeTextFile(file, secret + "\n", { createNew: true, mode: 0o600 });
+  return secret;
+}
+
+/**
+ * Writes the broker's settings and starts it unless it runs (with a TCP listener on `tcpHost`
+ * when asked: a Tart VM's gateway, or the host's loopback); waits until it accepts.
+ */
 export async function ensureBroker(
   name: string,
   host: string,
   config: Config,
-): Promise<void> {
+  tcpHost?: string,
+): Promise<BrokerInfo> {
   const vm = await readVm(name);
   const f = brokerFiles(name);
   const settings: BrokerSettings = {
@@ -67,7 +112,23 @@ export async function ensureBroker(
   const lock = await Deno.open(`${f.dir}/github-broker.lock`, { create: true, write: true });
   try {
     await lock.lock(true);
-    if (brokerPid(name) && await accepts(f.socket)) return;
+    const secret = tcpHost ? await secretOf(name) : undefined;
+    const info = (): BrokerInfo | undefined => {
+      const st = readState(name);
+      if (tcpHost && st?.tcp?.host !== tcpHost) return undefined;
+      return tcpHost ? { tcp: st!.tcp, secret } : {};
+    };
+    const up = async (pid: number | undefined) => {
+      if (!pid || brokerPid(name) !== pid || !await accepts(f.socket)) return undefined;
+      const i = info();
+      if (i?.tcp && !await tcpAccepts(i.tcp.host, i.tcp.port)) return undefined;
+      return i;
+    };
+    const running = brokerPid(name);
+    const now = await up(running);
+    if (now) return now;
+    if (running) await stopBroker(name);
+    const previous = readState(name)?.tcp;
     const started = await startDetached(Deno.execPath(), [
       "run",
       "--allow-all",
@@ -77,12 +138,14 @@ export async function ensureBroker(
       ENTRY,
       `--workspace=${name}`,
       marker(name),
+      ...(tcpHost ? [`--tcp=${tcpHost}:${previous?.host === tcpHost ? previous.port : 0}`] : []),
     ], f.log);
     let exited = false;
     started.exited?.then(() => (exited = true));
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline && !exited) {
-      if (brokerPid(name) === started.pid && await accepts(f.socket)) return;
+      const i = await up(started.pid);
+      if (i) return i;
       await new Promise((r) => setTimeout(r, 25));
     }
     try {

@@ -26,6 +26,7 @@ import { ensureBroker } from "./broker_daemon.ts";
 import { ALWAYS_PROTECTED } from "./push_rules.ts";
 import { hostToken } from "./token.ts";
 import { GITHUB_BROKER } from "../guest/sandbox.ts";
+import { vmnetGateway, waitBindable } from "../network/vmnet.ts";
 
 /**
  * GitHub's rules for OWNER/REPO: an owner of letters, digits and single inner hyphens (at most
@@ -119,7 +120,7 @@ export async function clone(
   }
   await guest.exec(["mkdir", "-p", `${home}/workspace`]);
   const viaBroker = brokered(w.vm);
-  if (viaBroker) await useBroker(name, guest, host ?? "github.com", config);
+  if (viaBroker) await useBroker(w, guest, host ?? "github.com", config);
   out.event("clone", `Cloning ${o.repo} into ~/workspace/${repoName}…`, { workspace: name });
   const r = viaBroker
     ? await guest.exec([
@@ -190,7 +191,8 @@ export const brokered = (vm: VmFile) => !vm.github?.authenticated;
  * Makes the broker ready for `name` and points the guest's git at it for `host`'s URLs
  * (`url.<broker>.insteadOf`), once. Refuses (auth-failed) when the host has no login.
  */
-async function useBroker(name: string, guest: Guest, host: string, config: Config) {
+async function useBroker(w: Loaded, guest: Guest, host: string, config: Config) {
+  const name = w.vm.name;
   if (!await hostToken(host)) {
     throw noLogin(
       host,
@@ -199,12 +201,63 @@ async function useBroker(name: string, guest: Guest, host: string, config: Confi
         " (the agent can then read that token).",
     );
   }
-  await ensureBroker(name, host, config);
-  const key = `url.${GITHUB_BROKER.url}.insteadOf`;
+  // A sandbox behind cal's proxy reaches the broker's socket through its relay; a Tart VM (and a
+  // sandbox on the host's network) a TCP listener at an address it can reach, with a secret.
+  const relay = w.vm.provider === "sandbox" &&
+    (await guest.exec(["bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${GITHUB_BROKER.port}`]))
+        .code === 0;
+  const tcpHost = relay ? undefined : w.vm.provider === "tart" ? await vmnetGateway() : "127.0.0.1";
+  if (tcpHost && !(await waitBindable(tcpHost, 30_000))) {
+    throw new CalError(`The host has no address ${tcpHost} for cal's GitHub broker yet.`, {
+      code: "network",
+      hint: "Start the workspace (its VM network brings the address), then run the command again.",
+      workspace: name,
+    });
+  }
+  const info = await ensureBroker(name, host, config, tcpHost);
+  const url = info.tcp
+    ? `http://${info.tcp.host}:${info.tcp.port}/${info.secret}/`
+    : GITHUB_BROKER.url;
+  if (info.tcp) {
+    // The guest's way there may take a moment to appear (the VM network's rules): wait for it.
+    const probe = ["bash", "-c", `exec 3<>/dev/tcp/${info.tcp.host}/${info.tcp.port}`];
+    const deadline = Date.now() + 15_000;
+    while ((await guest.exec(probe)).code !== 0) {
+      if (Date.now() > deadline) {
+        throw new CalError(
+          `The workspace cannot reach cal's GitHub broker at ${info.tcp.host}:${info.tcp.port}.`,
+          {
+            code: "network",
+            hint: `Check the workspace's network (\`cal-vm net show ${name}\`), or log in inside ` +
+              `it: \`cal-gh auth login ${name} --token-stdin\` (the agent can then read the token).`,
+            workspace: name,
+          },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  // An earlier broker address (another port, another mode) goes.
+  const old = await guest.exec([
+    "git",
+    "config",
+    "--global",
+    "--name-only",
+    "--get-regexp",
+    "^url\\..*\\.insteadof$",
+  ]);
+  for (const k of old.stdout.split("\n").filter(Boolean)) {
+    const u = k.slice(4, -".insteadof".length);
+    if (u !== url && /^http:\/\/[\d.]+:\d+\/(?:[0-9a-f]{32}\/)?$/.test(u)) {
+      await guest.exec(["git", "config", "--global", "--remove-section", `url.${u}`]);
+      await guest.exec(["git", "config", "--global", "--remove-section", `http.${u}`]);
+    }
+  }
+  const key = `url.${url}.insteadOf`;
   const have = await guest.exec(["git", "config", "--global", "--get-all", key]);
   const want = [webBase(host), ...(host === "github.com" ? ["git@github.com:"] : [])];
-  // Straight to the guest's relay, whatever the proxy variables say (an empty proxy is none).
-  const np = await guest.exec(["git", "config", "--global", `http.${GITHUB_BROKER.url}.proxy`, ""]);
+  // Straight to the broker, whatever the proxy variables say (an empty proxy is none).
+  const np = await guest.exec(["git", "config", "--global", `http.${url}.proxy`, ""]);
   if (np.code !== 0) throw ghError("Pointing git at cal's GitHub broker", np, name);
   for (const w of want) {
     if (have.stdout.split("\n").includes(w)) continue;
@@ -409,7 +462,7 @@ async function pushIn(
 ) {
   const branch = await guardBranch(guest, dir, ws, config);
   const viaBroker = brokered(w.vm);
-  if (viaBroker) await useBroker(ws, guest, host ?? "github.com", config);
+  if (viaBroker) await useBroker(w, guest, host ?? "github.com", config);
   out.event("push", `Pushing ${branch}…`, { workspace: ws });
   const p = await git(guest, dir, ["push", "-u", "origin", `HEAD:refs/heads/${branch}`], { host });
   if (p.code !== 0) throw (viaBroker ? brokerError : ghError)(`Pushing ${branch}`, p, ws);
