@@ -11,6 +11,7 @@ import { PROVIDERS, Rig, show, type TestProvider } from "./rig_env.ts";
 import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/github.ts";
 import { checkUpdate, type PushRules, ZERO } from "../lib/github/push_rules.ts";
 import { rewriteReport } from "../lib/github/report_status.ts";
+import { brokerError } from "../lib/github/repos.ts";
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
 const root = Deno.uid() === 0;
@@ -79,6 +80,23 @@ describe("report-status", () => {
       banded,
       "nothing to say: as it was",
     );
+  });
+});
+
+describe("a push the broker refused, as cal reports it", () => {
+  it("names the branch and the rule (exit 4) and escapes what the remote said", () => {
+    const stderr = "remote: cal: refused refs/heads/main (rule: protected-branch): " +
+      '"main" is a protected branch \x1b[31m(push elsewhere)        \n' +
+      " ! [remote rejected] HEAD -> main (cal: protected-branch: push to agent/... instead)\n";
+    const e = brokerError("Pushing main", { code: 1, stdout: "", stderr, timedOut: false }, "ws");
+    assert.equal(e.exit, 4);
+    assert.equal(e.code, "protected-branch");
+    assert.equal(
+      e.message,
+      "Pushing main: cal's GitHub broker refused main (rule: protected-branch).",
+    );
+    assert.ok(!e.hint!.includes("\x1b"), e.hint);
+    assert.match(e.hint!, /protected branch .*Nothing was pushed\.$/);
   });
 });
 
@@ -312,6 +330,19 @@ function suite(provider: TestProvider) {
       const again = await rig.cal(["isolation", "pr", ws, "--title", "Login", "--json"]);
       assert.equal(again.code, 0, show(again));
       assert.equal(again.records.at(-1)!.url, pr.records[0].url, "the open one is found again");
+    });
+
+    it("cal-gh push of a branch that is not the workspace's: refused on the wire, exit 4", async () => {
+      assert.equal((await inGuest("git switch -q -c feature")).code, 0);
+      try {
+        const r = await rig.gh(["push", ws]);
+        assert.equal(r.code, 4, show(r));
+        assert.match(r.stderr, /cal's GitHub broker refused feature \(rule: not-own-branch\)/);
+        assert.match(r.stderr, /push your work to a branch of your own/);
+        assert.equal(await hostGit(bare, "rev-parse", "-q", "--verify", "refs/heads/feature"), "");
+      } finally {
+        assert.equal((await inGuest("git switch -q agent/work")).code, 0);
+      }
     });
 
     it("without a host login, a brokered push says how to log in", async () => {

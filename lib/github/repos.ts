@@ -27,6 +27,7 @@ import { ALWAYS_PROTECTED } from "./push_rules.ts";
 import { hostToken } from "./token.ts";
 import { GITHUB_BROKER } from "../guest/sandbox.ts";
 import { vmnetGateway, waitBindable } from "../network/vmnet.ts";
+import { safeText } from "../terminal.ts";
 
 /**
  * GitHub's rules for OWNER/REPO: an owner of letters, digits and single inner hyphens (at most
@@ -266,8 +267,25 @@ async function useBroker(w: Loaded, guest: Guest, host: string, config: Config) 
   }
 }
 
-/** A git failure through the broker: an unreachable broker says why, others as ghError. */
-function brokerError(what: string, r: RunResult, ws: string): CalError {
+/**
+ * A git failure through the broker: a refusal by its rules says which (exit 4, the broker's own
+ * words as the hint, made safe for a terminal); an unreachable broker says why; others as
+ * ghError.
+ */
+export function brokerError(what: string, r: RunResult, ws: string): CalError {
+  const refused = /remote: cal: refused (?:(\S+) )?\(rule: ([\w-]+)\):? ?(.*?)\s*$/m.exec(r.stderr);
+  if (refused) {
+    const [, ref, rule, said] = refused;
+    return wrongState(
+      `${what}: cal's GitHub broker refused ${
+        ref ? safeText(ref.replace(/^refs\/heads\//, "")) : "the push"
+      } (rule: ${rule}).`,
+      `${safeText(said)} Nothing was pushed.`,
+      ws,
+      // The branch rules are the protected-branch rule seen from the wire; a force is a rejection.
+      rule === "no-force" ? "push-rejected" : "protected-branch",
+    );
+  }
   if (new RegExp(`127\\.0\\.0\\.1.*${GITHUB_BROKER.port}`).test(r.stderr)) {
     return new CalError(`${what}: the workspace cannot reach cal's GitHub broker.`, {
       code: "network",
