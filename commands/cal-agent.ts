@@ -3,7 +3,7 @@
  *
  *   cal-agent list WS      cal-agent install|update WS AGENT [--method M]     cal-agent use WS AGENT
  *   cal-agent configure WS [AGENT]
- *   cal-agent run WS [--agent A] [--prompt P] [--autonomous] [--yes] [--timeout S] [--repo R]
+ *   cal-agent run WS [--agent A] [--prompt P] [--autonomous] [--yes] [--timeout S] [--repo R] [--pass-key]
  */
 
 import type { Command } from "@commander-js/extra-typings";
@@ -125,7 +125,11 @@ export function program(ctx: Context): Command {
         positiveInt("--timeout", MAX_TIMEOUT_S),
       )
       .option("--repo <name>", "the repository to work in (default: the first cloned)")
-      .option("--no-snapshot", "skip the session-start snapshot"),
+      .option("--no-snapshot", "skip the session-start snapshot")
+      .option(
+        "--pass-key",
+        "put the real agent key into the guest when cal's proxy cannot keep it on the host",
+      ),
   ).action(async (ws, o) => {
     const r = await runAgent(
       ws,
@@ -137,6 +141,7 @@ export function program(ctx: Context): Command {
         timeout: o.timeout,
         repo: o.repo,
         noSnapshot: o.snapshot === false,
+        passKey: o.passKey,
       },
       await ctx.config(),
       out,

@@ -1,7 +1,9 @@
 /**
  * cal-agent on the rig: stand-in agents in a real guest record their argv, cwd and environment
- * names; credentials travel in no argument list and land in no file under ~/.cal; config files
- * are written in each agent's format; the real Claude Code npm package answers --version.
+ * names; credentials travel in no argument list and land in no file under ~/.cal; in a sandbox
+ * (its egress through cal's proxy) the agent gets a stand-in, never the key, and where the key
+ * cannot stay on the host (Tart for now, Cursor CLI) a run needs --pass-key; config files are
+ * written in each agent's format.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -23,6 +25,7 @@ if (argv[0] === "--version") { console.log(name === "claude" ? "2.1.0 (Claude Co
 fs.appendFileSync(process.env.HOME + "/agent-calls.ndjson", JSON.stringify({
   name, argv, cwd: process.cwd(), env: Object.keys(process.env).sort(),
   keyLength: (process.env.ANTHROPIC_API_KEY || process.env.CURSOR_API_KEY || process.env.OPENAI_API_KEY || process.env.GEMINI_API_KEY || "").length,
+  standIn: /^cal-standin-[0-9a-f]{48}$/.test(process.env.ANTHROPIC_API_KEY || process.env.CURSOR_API_KEY || process.env.OPENAI_API_KEY || process.env.GEMINI_API_KEY || ""),
 }) + "\\n");
 setTimeout(() => {
   if (argv.includes("-p")) console.log(JSON.stringify({ type: "result", subtype: "success", is_error: false, result: "done", session_id: "ses-42", total_cost_usd: 0.05, permission_denials: [] }));
@@ -34,6 +37,11 @@ function suite(provider: TestProvider) {
   describe(`agents in a workspace (${provider})`, () => {
     let rig: Rig;
     let ws: string;
+    /** Tart does not send agents through cal's proxy yet: its runs need --pass-key. */
+    const swaps = provider === "sandbox";
+    const keyFlags = swaps ? [] : ["--pass-key"];
+    /** Whether `agent`'s key stays on the host in this suite (Cursor CLI's cannot). */
+    const swapped = (agent: string) => swaps && agent !== "cursor-cli";
     const env = () => ({
       ANTHROPIC_API_KEY: SECRET,
       CURSOR_API_KEY: SECRET,
@@ -140,6 +148,7 @@ function suite(provider: TestProvider) {
           [["--yes", "--prompt", PROMPT], want.headless],
           [["--yes", "--prompt", PROMPT, "--autonomous"], want.autonomous],
         ];
+        const pass = swapped(agent) ? [] : ["--pass-key"];
         for (const [flags, argv] of runs) {
           const r = await rig.cal([
             "isolation",
@@ -149,6 +158,7 @@ function suite(provider: TestProvider) {
             agent,
             "--no-snapshot",
             ...flags,
+            ...pass,
             "--json",
           ], { env: env() });
           assert.equal(r.code, 0, show(r));
@@ -156,11 +166,12 @@ function suite(provider: TestProvider) {
           assert.equal(c.name, want.bin);
           assert.deepEqual(c.argv, argv, `${agent} ${flags.join(" ")}`);
           assert.equal(c.cwd, "/Users/admin/workspace");
-          assert.equal(
-            c.keyLength,
-            SECRET.length,
-            "the credential reached the agent's environment",
-          );
+          if (swapped(agent)) {
+            assert.equal(c.standIn, true, "the agent got a stand-in, not the key");
+          } else {
+            assert.equal(c.keyLength, SECRET.length, "with --pass-key the key reached the agent");
+            assert.match(r.stderr, /--pass-key: the real \w+ goes into/);
+          }
           assert.ok((c.env as string[]).length > 0);
           const run = r.records.find((x) => x.kind === "run")!;
           assert.equal(run.agent, agent);
@@ -177,6 +188,7 @@ function suite(provider: TestProvider) {
         "--agent",
         "claude-code",
         "--no-snapshot",
+        ...keyFlags,
         "--prompt",
         "hi",
         "--json",
@@ -194,7 +206,7 @@ function suite(provider: TestProvider) {
 
     it("the agent's exit code is passed through", async () => {
       const r = await rig.cal(
-        ["isolation", "run", ws, "--agent", "codex", "--no-snapshot", "--yes"],
+        ["isolation", "run", ws, "--agent", "codex", "--no-snapshot", "--yes", ...keyFlags],
         {
           env: { ...env() },
         },
@@ -213,6 +225,7 @@ function suite(provider: TestProvider) {
         "codex",
         "--no-snapshot",
         "--yes",
+        ...keyFlags,
         "--prompt",
         "x",
       ], { env: env() });
@@ -234,6 +247,7 @@ function suite(provider: TestProvider) {
         "--agent",
         "gemini",
         "--no-snapshot",
+        ...keyFlags,
         "--prompt",
         prompt,
         "--timeout",
@@ -291,6 +305,7 @@ function suite(provider: TestProvider) {
           "opencode",
           "--no-snapshot",
           "--yes",
+          ...keyFlags,
           ...(autonomous ? ["--autonomous"] : []),
           "--json",
         ], { env: env() });
@@ -314,6 +329,7 @@ function suite(provider: TestProvider) {
           "--agent",
           "claude-code",
           "--no-snapshot",
+          ...keyFlags,
           "--prompt",
           "scan",
           "--json",
@@ -329,7 +345,8 @@ function suite(provider: TestProvider) {
       assert.ok(scans > 10, `scanned ${scans} times while the agent ran`);
       assert.equal(seen, 0, "the secret was in a process's argv");
       const [c] = await calls();
-      assert.equal(c.keyLength, SECRET.length);
+      if (swaps) assert.equal(c.standIn, true, "the agent got a stand-in");
+      else assert.equal(c.keyLength, SECRET.length);
       const grep = await new Deno.Command("grep", {
         // Any part of it: its last 12 characters (Claude records a key by its last 20).
         args: ["-rlF", SECRET.slice(-12), rig.env.CAL_HOME],
@@ -426,6 +443,53 @@ function suite(provider: TestProvider) {
       await rig.vm(["ssh", ws, "mv ~/.local/bin/codex.off ~/.local/bin/codex"]);
     });
 
+    it("a key that cannot stay on the host needs --pass-key: refused before the agent starts (2)", async () => {
+      // Cursor CLI does not say how its key travels; on Tart no agent goes through cal's proxy yet.
+      for (const agent of swaps ? ["cursor-cli"] : ["cursor-cli", "claude-code"]) {
+        const r = await rig.cal([
+          "isolation",
+          "run",
+          ws,
+          "--agent",
+          agent,
+          "--no-snapshot",
+          "--yes",
+          "--prompt",
+          "x",
+        ], { env: env() });
+        assert.equal(r.code, 2, show(r));
+        assert.match(r.stderr, /key cannot stay on the host here/);
+        assert.match(r.stderr, /--pass-key/);
+        assert.deepEqual(await calls(), [], `${agent} was not started`);
+      }
+      if (swaps) {
+        // In a sandbox whose network is open there is no proxy to swap the key.
+        assert.equal((await rig.vm(["net", "mode", ws, "open"])).code, 0);
+        assert.equal((await rig.vm(["stop", ws])).code, 0);
+        assert.equal((await rig.vm(["start", ws])).code, 0);
+        try {
+          const r = await rig.cal([
+            "isolation",
+            "run",
+            ws,
+            "--agent",
+            "claude-code",
+            "--no-snapshot",
+            "--yes",
+            "--prompt",
+            "x",
+          ], { env: env() });
+          assert.equal(r.code, 2, show(r));
+          assert.match(r.stderr, /does not go through cal's proxy/);
+          assert.deepEqual(await calls(), []);
+        } finally {
+          assert.equal((await rig.vm(["net", "mode", ws, "allowlist"])).code, 0);
+          assert.equal((await rig.vm(["stop", ws])).code, 0);
+          assert.equal((await rig.vm(["start", ws])).code, 0);
+        }
+      }
+    });
+
     it("a run takes the session-start snapshot first", async () => {
       const r = await rig.cal([
         "isolation",
@@ -434,6 +498,7 @@ function suite(provider: TestProvider) {
         "--agent",
         "claude-code",
         "--yes",
+        ...keyFlags,
         "--prompt",
         "snap",
         "--json",

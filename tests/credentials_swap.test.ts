@@ -17,36 +17,16 @@ import {
   generateCa,
   type MitmCA,
 } from "@anthropic-ai/sandbox-runtime/dist/sandbox/mitm-ca.js";
-import { mintLeafCert } from "@anthropic-ai/sandbox-runtime/dist/sandbox/mitm-leaf.js";
 import { type RunningProxy, startProxy } from "../lib/network/proxy.ts";
 import { workspaceCa, writeTrustBundle } from "../lib/network/ca.ts";
 import { controlSocket, openSession, serveControl, StandIns } from "../lib/network/credentials.ts";
 import type { Entry } from "../lib/network/log.ts";
 import type { Policy } from "../lib/network/policy.ts";
 import { tempDir } from "./helpers.ts";
+import { fakeApi, ownLoopback } from "./api_standin.ts";
 
 const root = Deno.uid() === 0;
 const REAL = "sk-ant-REAL-" + crypto.randomUUID().replaceAll("-", "");
-
-/** A loopback address of this test's own (port 443 on it is free). */
-export function ownLoopback(): string {
-  const b = crypto.getRandomValues(new Uint8Array(2));
-  return `127.${100 + (b[0] % 100)}.${b[1]}.${1 + (b[0] % 250)}`;
-}
-
-/** A local HTTPS server for `names`, with a CA of its own; records what it received. */
-export function fakeApi(
-  ca: MitmCA,
-  address: string,
-  names: string[],
-  handler: (req: Request) => Response | Promise<Response>,
-) {
-  const leaf = mintLeafCert(ca, names[0]);
-  return Deno.serve(
-    { hostname: address, port: 443, cert: leaf.certPem, key: leaf.keyPem, onListen() {} },
-    handler,
-  );
-}
 
 async function curl(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const o = await new Deno.Command("curl", {

@@ -96,6 +96,24 @@ export interface AgentPlugin {
   credentials: string[][];
   /** Hosts it needs (API, login, installer), for the egress policy's `@agent` preset. */
   hosts?: string[];
+  /**
+   * How each credential reaches its API, by variable name, so the key can stay on the host:
+   * the agent gets a stand-in and cal's proxy puts the real value in `header` toward `hosts`
+   * only (the value as the agent sends it: `x-api-key: <key>`, `authorization: Bearer <key>`).
+   * A credential not listed cannot be kept on the host; its real value goes into the guest only
+   * with `--pass-key`.
+   */
+  keyRoutes?: Record<string, { hosts: string[]; header: string }>;
+  /**
+   * Why this agent's keys cannot stay on the host, when it has no `keyRoutes` (shown when a run
+   * needs `--pass-key`).
+   */
+  keyRoutesMissing?: string;
+  /**
+   * Variables that make the agent trust a CA bundle file, set to the proxy's trust bundle in the
+   * guest when its keys are swapped (default: NODE_EXTRA_CA_CERTS and SSL_CERT_FILE).
+   */
+  trustEnv?: string[];
   /** Non-secret environment for every run (self-updates off, telemetry off, ...). */
   env: Record<string, string>;
   /**

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Config } from "../config.ts";
 import { CalError, wrongState } from "../errors.ts";
 import { commit } from "../github/repos.ts";
-import { launch } from "../guest/launch.ts";
+import { type Launch, launch as launchIn } from "../guest/launch.ts";
 import type { Guest } from "../guest/ssh.ts";
 import { ago, type Output } from "../output.ts";
 import { calHome } from "../paths.ts";
@@ -20,11 +20,12 @@ import { autoSnapshot, createSnapshot, restoreSnapshot } from "../snapshots.ts";
 import { updateVm } from "../store.ts";
 import { connect, load, type Loaded } from "../workspace.ts";
 import { configureAgent } from "./configure.ts";
-import { resolveCredentials } from "./credentials.ts";
+import { cannotSwap, handOff, resolveCredentials } from "./credentials.ts";
 import { contextFor, detect, notInstalled } from "./manage.ts";
 import { launchEnv } from "./plugin.ts";
 import { getAgent } from "./registry.ts";
 import { safeLines } from "../terminal.ts";
+import { effectiveMode } from "../network/manage.ts";
 import {
   askLaunch,
   banner,
@@ -44,6 +45,8 @@ export interface RunOptions {
   repo?: string;
   /** Skip the session-start snapshot for this run. */
   noSnapshot?: boolean;
+  /** Put the real keys into the guest (when cal's proxy cannot keep them on the host). */
+  passKey?: boolean;
 }
 
 const enc = new TextEncoder();
@@ -114,8 +117,14 @@ export async function runAgent(
   let guest = await connect(w);
   await checkIsolation(guest, name);
   if (!(await detect(guest, plugin))) throw notInstalled(plugin, name);
+  // Before anything starts: a run whose keys cannot stay on the host needs --pass-key.
+  const swapProblem = cannotSwap(name, w.provider.name, plugin, Object.keys(credentials));
+  if (swapProblem && !opts.passKey) {
+    await handOff(name, w.provider.name, plugin, credentials, { warn: () => {} }); // throws
+  }
 
   const interactive = opts.prompt === undefined;
+  const network = await effectiveMode(name, w.vm.options?.network);
   let snapshot: string | undefined;
   if (!opts.yes && canPrompt()) {
     say(
@@ -128,7 +137,12 @@ export async function runAgent(
         repository: repoLabel(w, opts.repo),
         lastBackup: lastBackup(w),
         autonomous: !!opts.autonomous,
-      }) + "\n",
+        network,
+      }) + "\n" +
+        // Only reached with --pass-key when the key cannot stay on the host: say so here too.
+        (swapProblem
+          ? `  ⚠️  The REAL key goes into the guest (--pass-key): ${swapProblem}.\n`
+          : ""),
     );
     const choice = await askLaunch();
     if (choice === "quit") {
@@ -146,6 +160,7 @@ export async function runAgent(
       workspace: name,
       environments: w.vm.environments ?? [],
       sandbox: w.provider.name === "sandbox",
+      network,
     };
     say(banner(i, state, Deno.consoleSize?.().columns ?? 80) + "\n");
   };
@@ -169,7 +184,20 @@ export async function runAgent(
   });
   const request = { prompt: opts.prompt, autonomous: !!opts.autonomous };
   const argv = [detected.binary, ...plugin.args(ctx, request)];
-  const env = launchEnv(plugin, ctx, request);
+  // The keys' session: opened after the snapshot (which restarts the workspace and its proxy),
+  // held while the agent runs, ended with it (its stand-ins are worthless from then on).
+  const keys = await handOff(name, w.provider.name, plugin, credentials, {
+    passKey: opts.passKey,
+    warn: (m) => out.warn(m, name),
+  });
+  const env = { ...launchEnv(plugin, ctx, request), ...keys.env };
+  const launch = async (g: Guest, l: Omit<Launch, "secrets">) => {
+    try {
+      return await launchIn(g, { ...l, secrets: keys.secrets });
+    } finally {
+      keys.close();
+    }
+  };
 
   await updateVm(name, (vm) => {
     vm.last_run = {
@@ -196,7 +224,6 @@ export async function runAgent(
       argv,
       cwd: ctx.workdir,
       env,
-      secrets: credentials,
       interactive: true,
     });
     const record: RunRecord = { ...base, exit: r.code, duration_s: seconds(t0) };
@@ -212,7 +239,6 @@ export async function runAgent(
     argv,
     cwd: ctx.workdir,
     env,
-    secrets: credentials,
     interactive: false,
     ...(opts.timeout ? { timeoutMs: opts.timeout * 1000 } : {}),
     // The agent's stderr is guest text: shown, never acted on by the terminal.

@@ -67,6 +67,11 @@ const plugin: AgentPlugin = {
   /** Hosts the egress policy's @agent preset allows: the API, login and the native installer's downloads. */
   hosts: ["api.anthropic.com", "claude.ai", "console.anthropic.com", "storage.googleapis.com"],
   credentials: [["ANTHROPIC_API_KEY"], ["CLAUDE_CODE_OAUTH_TOKEN"]],
+  /** An API key goes in x-api-key, an OAuth token as a Bearer token (the Messages API both). */
+  keyRoutes: {
+    ANTHROPIC_API_KEY: { hosts: ["api.anthropic.com"], header: "x-api-key" },
+    CLAUDE_CODE_OAUTH_TOKEN: { hosts: ["api.anthropic.com"], header: "authorization" },
+  },
   env: { DISABLE_AUTOUPDATER: "1", DISABLE_TELEMETRY: "1", DISABLE_ERROR_REPORTING: "1" },
 
   configure(ctx) {

@@ -47,6 +47,9 @@ const plugin: AgentPlugin = {
   /** Hosts the egress policy's @agent preset allows: the API and ChatGPT login. */
   hosts: ["api.openai.com", "auth.openai.com", "chatgpt.com"],
   credentials: [["OPENAI_API_KEY"]],
+  /** The Responses API, as a Bearer token; Codex (Rust) reads its CA from CODEX_CA_CERTIFICATE. */
+  keyRoutes: { OPENAI_API_KEY: { hosts: ["api.openai.com"], header: "authorization" } },
+  trustEnv: ["CODEX_CA_CERTIFICATE", "SSL_CERT_FILE"],
   env: {},
 
   configure(ctx) {

@@ -35,6 +35,8 @@ const plugin: AgentPlugin = {
   /** Hosts the egress policy's @agent preset allows: the API and the installer. */
   hosts: ["cursor.com", "*.cursor.com", "*.cursor.sh", "downloads.cursor.com"],
   credentials: [["CURSOR_API_KEY"]],
+  keyRoutesMissing:
+    "Cursor CLI exchanges its key with Cursor's own services in ways cal does not know yet",
   env: { NO_OPEN_BROWSER: "1" },
 
   configure(ctx) {

@@ -61,6 +61,10 @@ const plugin: AgentPlugin = {
     "cloudcode-pa.googleapis.com",
   ],
   credentials: [["GEMINI_API_KEY"]],
+  /** The Gemini API (@google/genai sends the key in x-goog-api-key). */
+  keyRoutes: {
+    GEMINI_API_KEY: { hosts: ["generativelanguage.googleapis.com"], header: "x-goog-api-key" },
+  },
   env: {},
 
   configure(ctx) {

@@ -62,6 +62,11 @@ const plugin: AgentPlugin = {
     "models.dev",
   ],
   credentials: [["ANTHROPIC_API_KEY"], ["OPENAI_API_KEY"], ["OPENROUTER_API_KEY"]],
+  keyRoutes: {
+    ANTHROPIC_API_KEY: { hosts: ["api.anthropic.com"], header: "x-api-key" },
+    OPENAI_API_KEY: { hosts: ["api.openai.com"], header: "authorization" },
+    OPENROUTER_API_KEY: { hosts: ["openrouter.ai"], header: "authorization" },
+  },
   env: { OPENCODE_DISABLE_AUTOUPDATE: "1" },
 
   configure(ctx) {
