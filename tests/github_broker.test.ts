@@ -12,6 +12,7 @@ import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/githu
 import { checkUpdate, type PushRules, ZERO } from "../lib/github/push_rules.ts";
 import { rewriteReport } from "../lib/github/report_status.ts";
 import { brokerError } from "../lib/github/repos.ts";
+import { type ApiContext, checkGraphql, checkRest } from "../lib/github/api_rules.ts";
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
 const root = Deno.uid() === 0;
@@ -79,6 +80,67 @@ describe("report-status", () => {
       text(rewriteReport(bytes(banded), new Map())),
       banded,
       "nothing to say: as it was",
+    );
+  });
+});
+
+describe("API rules (the agent's own gh)", () => {
+  const c: ApiContext = {
+    rules: { prefix: "agent/", own: [], protected: ["release"], defaultBranch: "trunk" },
+    repos: ["octo/app"],
+  };
+  const rest = (m: string, p: string, body?: unknown) => {
+    const d = checkRest(m, p, body, c);
+    return d.allowed ? "ok" : d.rule;
+  };
+  const gql = (q: string, v?: Record<string, unknown>) => {
+    const d = checkGraphql(q, v, c, "octo/app");
+    return d.allowed ? "ok" : d.rule;
+  };
+
+  it("reads, and pull requests from the workspace's own branches, are allowed", () => {
+    assert.equal(rest("GET", "/repos/octo/app/pulls?state=open"), "ok");
+    assert.equal(rest("GET", "/repos/someone/else"), "ok");
+    assert.equal(rest("POST", "/repos/octo/app/pulls", { head: "agent/x", base: "trunk" }), "ok");
+    assert.equal(rest("POST", "/repos/octo/app/pulls", { head: "octo:agent/x" }), "ok");
+    assert.equal(gql("query { viewer { login } }"), "ok");
+    assert.equal(
+      gql(
+        "mutation PullRequestCreate($input: CreatePullRequestInput!) { createPullRequest(input: $input) { pullRequest { id url } } }",
+        { input: { headRefName: "agent/x", baseRefName: "trunk" } },
+      ),
+      "ok",
+    );
+  });
+
+  it("merges, settings, deletions, workflows, API writes and others' branches are refused", () => {
+    assert.equal(rest("PUT", "/repos/octo/app/pulls/1/merge"), "merge");
+    assert.equal(rest("PATCH", "/repos/octo/app", { default_branch: "x" }), "settings");
+    assert.equal(rest("PUT", "/repos/octo/app/branches/main/protection"), "settings");
+    assert.equal(rest("DELETE", "/repos/octo/app/git/refs/heads/agent/x"), "deletion");
+    assert.equal(rest("POST", "/repos/octo/app/actions/workflows/ci.yml/dispatches"), "workflow");
+    assert.equal(rest("PUT", "/repos/octo/app/contents/.github/workflows/ci.yml"), "workflow");
+    assert.equal(rest("PUT", "/repos/octo/app/contents/README.md"), "use-git");
+    assert.equal(rest("POST", "/repos/octo/app/pulls", { head: "main" }), "not-own-branch");
+    assert.equal(rest("POST", "/repos/octo/app/pulls", { head: "trunk" }), "not-own-branch");
+    assert.equal(rest("POST", "/repos/octo/other/pulls", { head: "agent/x" }), "not-own-repo");
+    assert.equal(rest("POST", "/user/repos"), "not-allowed");
+    assert.equal(
+      gql('mutation { mergePullRequest(input: {pullRequestId: "P"}) { clientMutationId } }'),
+      "merge",
+    );
+    assert.equal(gql("mutation M { m: deleteRef(input: $i) { clientMutationId } }"), "deletion");
+    assert.equal(gql("mutation { updateRepository(input: $i) { repository { id } } }"), "settings");
+    assert.equal(
+      gql(
+        'mutation { createPullRequest(input: {headRefName: "release", baseRefName: "trunk"}) { pullRequest { id } } }',
+      ),
+      "not-own-branch",
+    );
+    assert.equal(
+      gql("query { a: viewer { login } } # mutation { mergePullRequest }"),
+      "ok",
+      "a comment is no mutation",
     );
   });
 });
