@@ -28,6 +28,7 @@ import {
   hazards,
   makeVictims,
   rawControls,
+  rootHazards,
   type Victim,
   victimState,
 } from "./hostile/host.ts";
@@ -237,6 +238,16 @@ mkdir -p "$V/home-cal-env"; rm -rf .cal-env; ln -s "$V/home-cal-env" .cal-env
 mkdir -p Library/Developer/Xcode; rm -rf Library/Developer/Xcode/Archives
 ln -s "$V/home-archives" Library/Developer/Xcode/Archives
 
+# cal's key file, read-only in a sandbox guest at /.cal-ssh: appended to, re-moded, swapped for a
+# link, and written after a remount in a user namespace of the guest's own (each may fail).
+if [ -d /.cal-ssh ]; then
+  A="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostileGuestPlantedKey0000000000000000000 attacker"
+  (printf '%s\n' "$A" >> /.cal-ssh/authorized_keys) 2>/dev/null || true
+  chmod 666 /.cal-ssh/authorized_keys 2>/dev/null || true
+  (rm -f /.cal-ssh/authorized_keys && ln -s "$V/home-ak" /.cal-ssh/authorized_keys) 2>/dev/null || true
+  unshare -rm sh -c "mount -o remount,bind,rw /.cal-ssh && printf '%s\n' '$A' >> /.cal-ssh/authorized_keys" 2>/dev/null || true
+fi
+
 # A stand-in agent whose output carries escapes.
 cat > "$HOME/.local/bin/claude" <<'EOF'
 #!/bin/sh
@@ -314,6 +325,9 @@ curl -sS -o /dev/null --noproxy '' --proxy "$HTTP_PROXY" -p --max-time 5 -w 'con
 echo "== done"
 `;
 
+/** The sandbox's own trick: cal's key file, which the guest sees read-only at /.cal-ssh. */
+const KEYS_TRICK = "sandbox: the guest rewrites cal's key file (/.cal-ssh)";
+
 /** The verb label of what the guest does by itself, before any cal verb runs. */
 const GUEST = "(the guest alone)";
 
@@ -339,6 +353,7 @@ function suite(provider: TestProvider) {
     let abstract: Deno.ChildProcess | undefined;
     const abstractName = `cal-hostile-${crypto.randomUUID().slice(0, 8)}`;
     let neighbour = { host: "", port: 0 };
+    let keysSeen: string | undefined;
     const verbsRun = new Set<string>();
     const exits: string[] = [];
     const hookLog = () => join(rig.root, "hooks.bin");
@@ -367,19 +382,53 @@ function suite(provider: TestProvider) {
     }
 
     /**
-     * Dangerous files on the host: the whole rig HOME (CAL_HOME and the output folders; the
-     * sandbox's guest disk excepted, which is the guest's own), the share apart, and the victims.
+     * Dangerous files on the host: the whole rig HOME (CAL_HOME and the output folders), the
+     * share apart, and the victims. A sandbox's guest disk is the guest's own: there only what
+     * the guest could not have made itself (root-owned setuid files, devices) counts.
      */
     async function allHazards(): Promise<Set<string>> {
       const home = rig.env.HOME;
       const share = relative(home, out);
-      const skip = (rel: string) =>
-        rel === share || /^\.cal\/isolation\/sandboxes\/[^/]+\/guest$/.test(rel);
+      const disks: string[] = [];
+      const skip = (rel: string) => {
+        const disk = /^\.cal\/isolation\/sandboxes\/[^/]+\/guest$/.test(rel);
+        if (disk) disks.push(rel);
+        return rel === share || disk;
+      };
       const s = new Set<string>();
       for (const h of await hazards(home, skip)) s.add(`HOME: ${h}`);
+      for (const d of disks) {
+        for (const h of await rootHazards(join(home, d))) s.add(`HOME: ${d}: ${h}`);
+      }
       for (const h of await hazards(out, () => false)) s.add(`output: ${h}`);
       for (const h of await hazards(victims, () => false)) s.add(`victims: ${h}`);
       return s;
+    }
+
+    /**
+     * The sandbox machine's key file on the host (sshd's only keys): a 0600 file, not a link,
+     * holding cal's own key and nothing else. Undefined when fine (or not a sandbox, or gone).
+     */
+    async function keysProblem(): Promise<string | undefined> {
+      if (provider !== "sandbox") return undefined;
+      const file = join(
+        rig.env.CAL_HOME,
+        "isolation",
+        "sandboxes",
+        `cal-${ws}`,
+        "ssh",
+        "authorized_keys",
+      );
+      const st = await Deno.lstat(file).catch(() => undefined);
+      if (!st) return undefined;
+      if (!st.isFile) return `${file} is no longer a plain file`;
+      if ((st.mode ?? 0) & 0o077) return `${file} is mode ${(st.mode! & 0o777).toString(8)}`;
+      const pub = join(rig.env.CAL_HOME, "isolation", "vms", ws, "ssh", "id_ed25519.pub");
+      const mine = (await Deno.readTextFile(pub)).trim();
+      const other = (await Deno.readTextFile(file)).split("\n").filter((l) =>
+        l.trim() && l.trim() !== mine
+      );
+      return other.length ? `${file} holds other keys: ${JSON.stringify(other)}` : undefined;
     }
 
     /** Compares the host with the last look; every difference is a finding for `verb`. */
@@ -398,6 +447,10 @@ function suite(provider: TestProvider) {
         if (!now.has(p)) f.push({ verb, trick: trickOf(p), what: `${p}: ${was} → gone` });
       }
       baseline = now;
+      // A state, not a difference: found once, by the verb after which it first shows.
+      const keys = await keysProblem();
+      if (keys && keys !== keysSeen) f.push({ verb, trick: KEYS_TRICK, what: keys });
+      keysSeen = keys;
       const hz = await allHazards();
       for (const h of hz) {
         if (hazardBase.has(h)) continue;
@@ -515,7 +568,15 @@ function suite(provider: TestProvider) {
       // A Tart guest writes its share as its own (VirtioFS); the rig's bind mount keeps owners.
       for (const d of ["", "builds", "logs", "test-results"]) await Deno.chmod(join(out, d), 0o777);
       hazardBase = await allHazards();
-      if (provider === "sandbox") await netServices();
+      if (provider === "sandbox") {
+        // The sandbox's checks look in its machine folder: make sure they see what they mean.
+        const machine = join(rig.env.CAL_HOME, "isolation", "sandboxes", `cal-${ws}`);
+        assert.ok((await Deno.lstat(join(machine, "guest"))).isDirectory, "no guest disk");
+        assert.equal(await keysProblem(), undefined);
+        const keys = await Deno.readTextFile(join(machine, "ssh", "authorized_keys"));
+        assert.match(keys, /^ssh-ed25519 /, "cal's key is not where the keys check looks");
+        await netServices();
+      }
     });
 
     /**
@@ -583,7 +644,7 @@ function suite(provider: TestProvider) {
         "a FIFO in the guest",
         "names: newlines and leading dashes",
         "huge listing",
-        ...(provider === "sandbox" ? NET_TRICKS : []),
+        ...(provider === "sandbox" ? [...NET_TRICKS, KEYS_TRICK] : []),
       ]);
       console.log(
         `hostile guest (${provider}): ${tricks.size} tricks x ${verbsRun.size} verbs, ` +

@@ -134,3 +134,34 @@ export function rawControls(text: string): string[] {
   }
   return found;
 }
+
+/**
+ * In a folder that is the guest's own (the sandbox's guest disk), what the guest itself could
+ * never have made there: setuid/setgid files owned by root and devices. A copy or move by cal
+ * as root that kept a guest file's mode but not its owner would make one.
+ */
+export async function rootHazards(root: string): Promise<Set<string>> {
+  const found = new Set<string>();
+  async function walk(d: string) {
+    const entries: Deno.DirEntry[] = [];
+    try {
+      for await (const e of Deno.readDir(d)) entries.push(e);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(d, e.name);
+      const st = await Deno.lstat(p).catch(() => undefined);
+      if (!st) continue;
+      const mode = st.mode ?? 0;
+      const rel = JSON.stringify(relative(root, p));
+      if (st.isCharDevice || st.isBlockDevice) found.add(`device ${rel}`);
+      else if (st.isFile && st.uid === 0 && (mode & 0o6000)) {
+        found.add(`root-owned ${mode & 0o4000 ? "setuid" : "setgid"} ${rel}`);
+      }
+      if (st.isDirectory) await walk(p);
+    }
+  }
+  await walk(root);
+  return found;
+}
