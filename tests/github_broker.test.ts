@@ -300,13 +300,18 @@ function suite(provider: TestProvider) {
         );
         assert.match(r.stderr, /git push origin HEAD:agent\/my-change|integrate|delete/, cmd);
       }
-      // Another repository the token can write: reads yes, pushes no.
-      const other = await inGuest(
-        "git ls-remote http://github.localhost/octo/other.git >/dev/null && " +
+      // Another repository the token can reach: neither read (its content could end up in a
+      // branch the agent may push) nor written.
+      for (
+        const cmd of [
+          "git ls-remote http://github.localhost/octo/other.git",
           "git push http://github.localhost/octo/other.git HEAD:refs/heads/agent/work",
-      );
-      assert.notEqual(other.code, 0, show(other));
-      assert.match(other.stderr, /remote: cal: refused \(rule: not-own-repo\)/);
+        ]
+      ) {
+        const other = await inGuest(cmd);
+        assert.notEqual(other.code, 0, show(other));
+        assert.match(other.stderr, /remote: cal: refused \(rule: not-own-repo\)/, cmd);
+      }
       assert.equal(
         await hostGit(join(gh.state.reposDir, "octo", "other.git"), "for-each-ref"),
         otherRefs,

@@ -11,7 +11,7 @@
  */
 
 import type { Config } from "../config.ts";
-import { CalError, usageError } from "../errors.ts";
+import { CalError, ExitCode, usageError } from "../errors.ts";
 import type { Output } from "../output.ts";
 import { keychainGet, keychainSet } from "../keychain.ts";
 import type { AuthRecord } from "../records.ts";
@@ -203,5 +203,18 @@ export async function hostStatus(config: Config, hostname?: string): Promise<Aut
 export async function hostLogout(config: Config, hostname?: string): Promise<AuthRecord> {
   const host = hostOf(config, hostname) ?? "github.com";
   await removeHostToken(host);
+  // The host's own gh still answers: say so rather than claim a logout.
+  const still = await hostToken(host);
+  if (still) {
+    throw new CalError(
+      `cal forgot its login for ${host}, but ${where(still.source, host)} still has one.`,
+      {
+        code: "wrong-state",
+        exit: ExitCode.wrongState,
+        hint:
+          `Log that out too (\`gh auth logout --hostname ${host}\`) if the broker should stop using it.`,
+      },
+    );
+  }
   return { kind: "auth", workspace: "", host, logged_in: false };
 }

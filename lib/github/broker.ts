@@ -3,7 +3,7 @@
  * workspace's `net/` folder (a sandbox guest reaches it at 127.0.0.1:3129 through a relay; its
  * git config sends the GitHub host's URLs there). The guest never holds the token.
  *
- * Each repository has a bare mirror on the host (`<vmDir>/github/mirrors/OWNER/REPO.git`),
+ * Only the repositories cal cloned for the workspace are served. Each has a bare mirror on the host (`<vmDir>/github/mirrors/OWNER/REPO.git`),
  * brought up to date from GitHub (with the host's token) whenever a client asks for its refs.
  * Fetches are served from it; pushes go into it through real `git receive-pack`
  * (`git http-backend`), whose pre-receive hook (broker_hook.ts) checks every ref update against
@@ -22,7 +22,7 @@ import { hostToken } from "./token.ts";
 export interface BrokerSettings {
   host: string;
   rules: PushRules;
-  /** OWNER/REPO cal cloned for the workspace: the only ones it may push to (reads: any). */
+  /** OWNER/REPO cal cloned (or is cloning) for the workspace: the only ones it reaches. */
   repos: string[];
 }
 
@@ -307,15 +307,14 @@ export function brokerHandler(
     } catch {
       return text(503, "cal's GitHub broker has no settings for this workspace.");
     }
-    if (
-      service === "git-receive-pack" &&
-      !(settings.repos ?? []).some((r) => r.toLowerCase() === `${owner}/${repo}`.toLowerCase())
-    ) {
-      log(f.decisions, { repo: `${owner}/${repo}`, allowed: false, rule: "not-own-repo" });
+    // Only the workspace's repositories, both ways: what the token could read elsewhere (a
+    // private repository) must not end up in a branch the agent may push.
+    if (!(settings.repos ?? []).some((r) => r.toLowerCase() === `${owner}/${repo}`.toLowerCase())) {
+      log(f.decisions, { repo: `${owner}/${repo}`, service, allowed: false, rule: "not-own-repo" });
       return text(
         403,
         `cal: refused (rule: not-own-repo): ${owner}/${repo} is not a repository cal cloned for ` +
-          `this workspace; pushes go only to those (cal-gh clone WS --repo ${owner}/${repo}).`,
+          `this workspace; clone it first (cal-gh clone WS --repo ${owner}/${repo}).`,
       );
     }
     const mirror = join(f.mirrors, owner, `${repo}.git`);

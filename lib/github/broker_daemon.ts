@@ -94,6 +94,8 @@ export async function ensureBroker(
   host: string,
   config: Config,
   tcpHost?: string,
+  /** A repository being cloned now (OWNER/REPO), served besides those in vm.yaml. */
+  cloning?: string,
 ): Promise<BrokerInfo> {
   const vm = await readVm(name);
   const f = brokerFiles(name);
@@ -105,7 +107,10 @@ export async function ensureBroker(
       protected: config.github.protected_branches,
     },
     // A repository's record is `host/OWNER/REPO`.
-    repos: (vm.github?.repos ?? []).map((r) => r.url.split("/").slice(1).join("/")),
+    repos: [
+      ...(vm.github?.repos ?? []).map((r) => r.url.split("/").slice(1).join("/")),
+      ...(cloning ? [cloning] : []),
+    ],
   };
   await Deno.mkdir(`${f.dir}/net`, { recursive: true, mode: 0o700 });
   await writeFileAtomic(f.settings, JSON.stringify(settings, null, 2) + "\n");
@@ -173,4 +178,15 @@ export async function stopBroker(name: string): Promise<boolean> {
   const deadline = Date.now() + 5000;
   while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
   return true;
+}
+
+/**
+ * For a workspace's start (after a host restart, say): brings its broker back, listening as it
+ * did before, when the workspace uses one (no login of its own, a repository cloned through it).
+ */
+export async function resumeBroker(name: string, config: Config): Promise<void> {
+  const vm = await readVm(name);
+  if (vm.github?.authenticated || !(vm.github?.repos ?? []).length) return;
+  const previous = readState(name)?.tcp?.host;
+  await ensureBroker(name, vm.github?.host ?? config.github.host ?? "github.com", config, previous);
 }

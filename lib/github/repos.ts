@@ -121,7 +121,9 @@ export async function clone(
   }
   await guest.exec(["mkdir", "-p", `${home}/workspace`]);
   const viaBroker = brokered(w.vm);
-  if (viaBroker) await useBroker(w, guest, host ?? "github.com", config);
+  if (viaBroker) {
+    await useBroker(w, guest, host ?? "github.com", config, o.repo.replace(/\.git$/, ""));
+  }
   out.event("clone", `Cloning ${o.repo} into ~/workspace/${repoName}…`, { workspace: name });
   const r = viaBroker
     ? await guest.exec([
@@ -192,7 +194,13 @@ export const brokered = (vm: VmFile) => !vm.github?.authenticated;
  * Makes the broker ready for `name` and points the guest's git at it for `host`'s URLs
  * (`url.<broker>.insteadOf`), once. Refuses (auth-failed) when the host has no login.
  */
-async function useBroker(w: Loaded, guest: Guest, host: string, config: Config) {
+async function useBroker(
+  w: Loaded,
+  guest: Guest,
+  host: string,
+  config: Config,
+  cloning?: string,
+) {
   const name = w.vm.name;
   if (!await hostToken(host)) {
     throw noLogin(
@@ -215,7 +223,7 @@ async function useBroker(w: Loaded, guest: Guest, host: string, config: Config) 
       workspace: name,
     });
   }
-  const info = await ensureBroker(name, host, config, tcpHost);
+  const info = await ensureBroker(name, host, config, tcpHost, cloning);
   const url = info.tcp
     ? `http://${info.tcp.host}:${info.tcp.port}/${info.secret}/`
     : GITHUB_BROKER.url;
