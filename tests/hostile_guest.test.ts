@@ -95,6 +95,8 @@ const ESCAPES: [string, string][] = [
   ["forged sh: escapes in unsaved-work lines", "\x1b]52;c;c2g="],
   ["agent: escapes in its output", "YWdlbnQ="],
   ["agent: escapes in its output", "\x1b]2;agent"],
+  ["agent: escapes in its --version", "\x1b]0;version"],
+  ["network: escapes in a host name asked of cal's proxy", "\x1b]0;netlog"],
 ];
 
 /** The forged listing the fake perl appends to the real one (`rel`: output folder → victims). */
@@ -256,6 +258,12 @@ printf '\033]52;c;YWdlbnQ=\007agent stderr \033]2;agent\007\n' >&2
 printf '%s\n' '{"type":"result","subtype":"success","is_error":false,"result":"done \u001b]2;agent\u0007","session_id":"ses-\u001b]2;agent\u0007","total_cost_usd":0.01,"permission_denials":[]}'
 EOF
 chmod 755 "$HOME/.local/bin/claude"
+# Another agent whose version carries escapes right after the number (cal-agent list prints it).
+cat > "$HOME/.local/bin/codex" <<'EOF'
+#!/bin/sh
+printf 'codex-cli 0.1.0\033]0;version\007\033[2J\n'
+EOF
+chmod 755 "$HOME/.local/bin/codex"
 `;
 
 /** The share's own folders as links to host folders ($1 absolute, $2 relative). */
@@ -322,6 +330,9 @@ socat -T2 - "ABSTRACT-CONNECT:$A" </dev/null 2>&1; echo
 echo "== neighbour"
 timeout 5 bash -c 'exec 3<>/dev/tcp/$0/$1 && head -c 16 <&3' "$NH" "$NP" 2>&1; echo
 curl -sS -o /dev/null --noproxy '' --proxy "$HTTP_PROXY" -p --max-time 5 -w 'connect=%{http_connect}' "http://$NH:$NP/" 2>&1; echo
+echo "== badhost"
+H="$(printf 'a\033]0;netlog\007b.example')"
+timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128 && printf "CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n" "$0" "$0" >&3 && head -c 200 <&3' "$H" 2>&1; echo
 echo "== done"
 `;
 
@@ -636,7 +647,9 @@ function suite(provider: TestProvider) {
       const terminal = findings.length - changes;
       const tricks = new Set([
         ...VICTIMS.map((v) => v.trick),
-        ...ESCAPES.map(([t]) => t),
+        ...ESCAPES.map(([t]) => t).filter((t) =>
+          provider === "sandbox" || !t.startsWith("network")
+        ),
         "forged tar: ../ and absolute members",
         "forged tar: setuid, device and FIFO members",
         "forged tar: a symlink member",
@@ -899,11 +912,31 @@ function suite(provider: TestProvider) {
       assertNone(f);
     });
 
-    it("disk-usage, status and health", async () => {
+    it("disk-usage, status, health, list, ip and the network's show and log", async () => {
       const f = [
         ...(await verb("disk-usage", () => rig.snap(["disk-usage", ws, "--human"]))).f,
         ...(await verb("status", () => rig.vm(["status", ws, "--human"]))).f,
         ...(await verb("health", () => rig.vm(["health", ws, "--human"]))).f,
+        ...(await verb("list", () => rig.vm(["list", "--human"]))).f,
+        ...(await verb("ip", () => rig.vm(["ip", ws, "--human"]))).f,
+        ...(await verb("net show", () => rig.vm(["net", "show", ws, "--human"]))).f,
+        ...(await verb("net log", () => rig.vm(["net", "log", ws, "--human"]))).f,
+      ];
+      assertNone(f);
+    });
+
+    it("agent list and configure (agents' files through ~/.claude.json and ~/.cal-agents links)", async () => {
+      const f = [
+        ...(await verb("agent list", async () => {
+          const r = await rig.agent(["list", ws, "--human"]);
+          // The trick is live: the stand-in's version (escapes and all) reached cal's table.
+          assert.match(r.stdout, /0\.1\.0/, show(r));
+          return r;
+        })).f,
+        ...(await verb(
+          "agent configure",
+          () => rig.agent(["configure", ws, "claude-code", "--human"]),
+        )).f,
       ];
       assertNone(f);
     });
