@@ -412,6 +412,31 @@ function suite(provider: TestProvider) {
       }
     });
 
+    it("cal quick on a new workspace needs no login in it: clone, command, commit, push", async () => {
+      const fresh = rig.name("quick");
+      const r = await rig.cal([
+        "quick",
+        fresh,
+        "--repo",
+        "octo/app",
+        "--branch",
+        "notes",
+        "--command",
+        "echo 'made through the broker' > NOTES.md",
+        "--push",
+        "--json",
+      ]);
+      assert.equal(r.code, 0, show(r));
+      const repo = r.records.find((x) => x.kind === "repo" && x.commit)!;
+      assert.equal(repo.branch, "agent/notes");
+      assert.equal(
+        (await hostGit(bare, "rev-parse", "refs/heads/agent/notes")).trim(),
+        repo.commit,
+      );
+      assert.match(await hostGit(bare, "show", "agent/notes:NOTES.md"), /made through the broker/);
+      assert.equal((await rig.vm(["stop", fresh, "--force"])).code, 0);
+    });
+
     it("without a host login, a brokered push says how to log in", async () => {
       const out = await rig.gh(["auth", "logout", "--json"]);
       assert.equal(out.code, 0, show(out));

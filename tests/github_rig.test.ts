@@ -128,6 +128,11 @@ function suite(provider: TestProvider) {
       const { seen } = await argvSightings(TOKEN, done);
       const out = await done;
       assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.match(
+        new TextDecoder().decode(out.stderr),
+        /the agent there can read it/,
+        "a login inside the workspace warns that the agent can read the token",
+      );
       assert.equal(seen, 0, "the token was in a process's argv");
       const grep = await new Deno.Command("grep", {
         args: ["-rl", TOKEN, rig.env.CAL_HOME],
