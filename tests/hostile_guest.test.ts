@@ -46,6 +46,10 @@ const NAMES = [
   "--help.ipa",
   "c1-\u009b31m.ipa",
   "del-\x7f.ipa",
+  // Shell syntax: run by anything, it would print INJECTED-42.
+  "$(echo INJECTED-$((6*7))).ipa",
+  "`echo INJECTED-$((6*7))`.ipa",
+  "'; echo INJECTED-$((6*7)); '.ipa",
 ];
 
 const VICTIMS: Victim[] = [
@@ -293,6 +297,11 @@ printf w > ./-rf.ipa
 printf w > "./$(printf 'cr\rw').ipa"
 ln -s "$V/share-ipa" w-link.ipa
 printf 'watch \033]0;pwned\007 line\n' >> "logs/w.log"
+printf w > 'w-$(echo INJECTED-$((6*7))).ipa'
+B=$(printf '\140') # a backtick
+printf w > "w-$B"'echo INJECTED-$((6*7))'"$B.ipa"
+printf w > "w-'; echo INJECTED-\$((6*7)); '.ipa"
+printf w > 'w-"; echo INJECTED-$((6*7)); ".ipa'
 printf done > zz-sentinel.ipa
 `;
 
@@ -338,6 +347,10 @@ echo "== done"
 
 /** The sandbox's own trick: cal's key file, which the guest sees read-only at /.cal-ssh. */
 const KEYS_TRICK = "sandbox: the guest rewrites cal's key file (/.cal-ssh)";
+
+/** What a name's shell syntax prints if anything on the host runs it. */
+const INJECTED = "INJECTED-42";
+const INJECT_TRICK = "names: shell syntax ($(...), backticks, quotes)";
 
 /** The verb label of what the guest does by itself, before any cal verb runs. */
 const GUEST = "(the guest alone)";
@@ -490,6 +503,9 @@ function suite(provider: TestProvider) {
         }
         for (const m of text.matchAll(new RegExp(`victim:([^:\\s]+):${SECRET}`, "g"))) {
           f.push({ verb, trick: trickOf(m[1]), what: `the host file ${m[1]} was printed` });
+        }
+        if (text.includes(INJECTED)) {
+          f.push({ verb, trick: INJECT_TRICK, what: "a guest file name ran as shell code" });
         }
         const leak = text.includes(SECRET) && !/victim:[^:\s]+:/.test(text);
         if (leak) f.push({ verb, trick: "unattributed", what: "a victim's secret was printed" });
@@ -656,6 +672,7 @@ function suite(provider: TestProvider) {
         "setuid/setgid files in the guest",
         "a FIFO in the guest",
         "names: newlines and leading dashes",
+        INJECT_TRICK,
         "huge listing",
         ...(provider === "sandbox" ? [...NET_TRICKS, KEYS_TRICK] : []),
       ]);
@@ -867,6 +884,14 @@ function suite(provider: TestProvider) {
       const echoed = lines.filter((l) => l.startsWith("HOOK:")).join("\n");
       r.stdout = lines.filter((l) => !l.startsWith("HOOK:")).join("\n");
       const f = await check("watch", [r]);
+      if (echoed.includes(INJECTED)) {
+        f.push({
+          verb: "watch",
+          trick: INJECT_TRICK,
+          what: "a hook ran a guest file name as shell code",
+        });
+        findings.push(f[f.length - 1]);
+      }
       if (rawControls(echoed).length) {
         f.push({
           verb: "watch",
@@ -879,6 +904,12 @@ function suite(provider: TestProvider) {
       const extra: Finding[] = [];
       if (!paths.some((p) => p.endsWith("zz-sentinel.ipa"))) {
         extra.push({ verb: "watch", trick: "(none)", what: "the sentinel's hook never ran" });
+      }
+      // The shell-syntax names reached the hooks (as one argument each, unchanged).
+      for (const n of ["$(echo", "`echo", "'; echo", '"; echo']) {
+        if (!paths.some((p) => p.includes(`/w-${n} INJECTED-$((6*7))`))) {
+          extra.push({ verb: "watch", trick: INJECT_TRICK, what: `no hook ran on the ${n} name` });
+        }
       }
       const real = await Deno.realPath(out);
       for (const p of paths) {
