@@ -437,6 +437,17 @@ function suite(provider: TestProvider) {
       assert.equal((await rig.vm(["stop", fresh, "--force"])).code, 0);
     });
 
+    it("a login inside the workspace takes its git off the broker (with a warning)", async () => {
+      const before = await rig.vm(["ssh", ws, "git config --global --get-regexp insteadof"]);
+      assert.match(before.stdout, /^url\.http:\/\/\S+\.insteadof http:\/\/github\.localhost\/$/m);
+      const r = await rig.gh(["auth", "login", ws, "--token-stdin"], { stdin: TOKEN });
+      assert.equal(r.code, 0, show(r));
+      assert.match(r.stderr, /the agent there can read it/);
+      const after = await rig.vm(["ssh", ws, "git config --global --get-regexp insteadof || true"]);
+      assert.equal(after.stdout, "", "no broker address left");
+      assert.equal((await rig.gh(["auth", "logout", ws])).code, 0);
+    });
+
     it("without a host login, a brokered push says how to log in", async () => {
       const out = await rig.gh(["auth", "logout", "--json"]);
       assert.equal(out.code, 0, show(out));

@@ -21,6 +21,7 @@ import { connect, load } from "../workspace.ts";
 import { gh, ghError } from "./gh.ts";
 import { hostToken, KEYCHAIN_SERVICE, removeHostToken, saveHostToken, tokenFile } from "./token.ts";
 import { viewer } from "./api.ts";
+import { forgetBroker } from "./repos.ts";
 
 export { KEYCHAIN_SERVICE };
 
@@ -93,6 +94,8 @@ export async function login(
   }
   const setup = await gh(guest, ["auth", "setup-git", ...hostArgs], { host });
   if (setup.code !== 0) throw ghError("gh auth setup-git", setup, name);
+  // Its git uses this login from now on, not cal's broker.
+  await forgetBroker(guest);
   await updateVm(name, (vm) => {
     vm.github = { ...vm.github, authenticated: true, ...(host ? { host } : {}) };
   });

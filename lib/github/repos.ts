@@ -247,21 +247,7 @@ async function useBroker(
     }
   }
   // An earlier broker address (another port, another mode) goes.
-  const old = await guest.exec([
-    "git",
-    "config",
-    "--global",
-    "--name-only",
-    "--get-regexp",
-    "^url\\..*\\.insteadof$",
-  ]);
-  for (const k of old.stdout.split("\n").filter(Boolean)) {
-    const u = k.slice(4, -".insteadof".length);
-    if (u !== url && /^http:\/\/[\d.]+:\d+\/(?:[0-9a-f]{32}\/)?$/.test(u)) {
-      await guest.exec(["git", "config", "--global", "--remove-section", `url.${u}`]);
-      await guest.exec(["git", "config", "--global", "--remove-section", `http.${u}`]);
-    }
-  }
+  await forgetBroker(guest, url);
   const key = `url.${url}.insteadOf`;
   const have = await guest.exec(["git", "config", "--global", "--get-all", key]);
   const want = [webBase(host), ...(host === "github.com" ? ["git@github.com:"] : [])];
@@ -272,6 +258,28 @@ async function useBroker(
     if (have.stdout.split("\n").includes(w)) continue;
     const r = await guest.exec(["git", "config", "--global", "--add", key, w]);
     if (r.code !== 0) throw ghError("Pointing git at cal's GitHub broker", r, name);
+  }
+}
+
+/**
+ * Takes the broker's addresses out of the guest's git config (but `keep`): for a new address,
+ * or when the workspace logs in itself and its git should use that login.
+ */
+export async function forgetBroker(guest: Guest, keep?: string): Promise<void> {
+  const old = await guest.exec([
+    "git",
+    "config",
+    "--global",
+    "--name-only",
+    "--get-regexp",
+    "^url\\..*\\.insteadof$",
+  ]);
+  for (const k of old.stdout.split("\n").filter(Boolean)) {
+    const u = k.slice(4, -".insteadof".length);
+    if (u !== keep && /^http:\/\/[\d.]+:\d+\/(?:[0-9a-f]{32}\/)?$/.test(u)) {
+      await guest.exec(["git", "config", "--global", "--remove-section", `url.${u}`]);
+      await guest.exec(["git", "config", "--global", "--remove-section", `http.${u}`]);
+    }
   }
 }
 
