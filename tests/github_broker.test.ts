@@ -12,6 +12,7 @@ import { ensureHostsEntries, type GitHubStandIn, startGitHub } from "./rig/githu
 import { checkUpdate, type PushRules, ZERO } from "../lib/github/push_rules.ts";
 import { rewriteReport } from "../lib/github/report_status.ts";
 import { brokerError } from "../lib/github/repos.ts";
+import { brokerHandler } from "../lib/github/broker.ts";
 import { type ApiContext, checkGraphql, checkRest } from "../lib/github/api_rules.ts";
 
 const TOKEN = "ghp_" + crypto.randomUUID().replaceAll("-", "");
@@ -142,6 +143,31 @@ describe("API rules (the agent's own gh)", () => {
       "ok",
       "a comment is no mutation",
     );
+  });
+});
+
+describe("the broker's TCP listener (Tart's gateway, reachable by neighbours)", () => {
+  it("answers only paths that start with the workspace's secret", async () => {
+    const home = await Deno.makeTempDir({ prefix: "cal-broker-secret-" });
+    const old = Deno.env.get("CAL_HOME");
+    Deno.env.set("CAL_HOME", home);
+    try {
+      const handle = brokerHandler("ws", "0123456789abcdef0123456789abcdef");
+      const get = (path: string) =>
+        handle(new Request(`http://127.0.64.1:4000${path}/info/refs?service=git-upload-pack`));
+      for (const p of ["/octo/app.git", "/0123456789abcdef0123456789abcdee/octo/app.git", "/x"]) {
+        const r = await get(p);
+        assert.equal(r.status, 404, p);
+        await r.body?.cancel();
+      }
+      const through = await get("/0123456789abcdef0123456789abcdef/octo/app.git");
+      assert.equal(through.status, 503, "past the secret: this workspace has no settings here");
+      await through.body?.cancel();
+    } finally {
+      if (old === undefined) Deno.env.delete("CAL_HOME");
+      else Deno.env.set("CAL_HOME", old);
+      await Deno.remove(home, { recursive: true });
+    }
   });
 });
 
