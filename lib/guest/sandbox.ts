@@ -87,6 +87,13 @@ export const PROXY = {
   port: 3128,
 };
 
+/** cal's GitHub broker (lib/github/broker.ts) as the guest sees it, next to the proxy. */
+export const GITHUB_BROKER = {
+  socket: "/run/cal-net/github.sock",
+  url: "http://127.0.0.1:3129/",
+  port: 3129,
+};
+
 /** The variables that send every usual client (curl, git, npm, pip, gh, agents) to the proxy. */
 export function proxyEnvironment(url = PROXY.url): Record<string, string> {
   const none = "localhost,127.0.0.1,::1";
@@ -141,7 +148,9 @@ export function behindRelay(command: string[]): string[] {
     "/bin/sh",
     "-c",
     `/usr/bin/socat TCP-LISTEN:${PROXY.port},bind=127.0.0.1,reuseaddr,fork ` +
-    `UNIX-CONNECT:${PROXY.socket} & exec "$@"`,
+    `UNIX-CONNECT:${PROXY.socket} & ` +
+    `/usr/bin/socat TCP-LISTEN:${GITHUB_BROKER.port},bind=127.0.0.1,reuseaddr,fork ` +
+    `UNIX-CONNECT:${GITHUB_BROKER.socket} & exec "$@"`,
     "cal-guest",
     ...command,
   ];
