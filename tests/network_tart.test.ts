@@ -89,6 +89,12 @@ describe("egress from a Tart guest", { skip: REAL_TART && "runs on the fake tart
       stderr: "piped",
     }).output();
     assert.equal(new TextDecoder().decode(o.stdout), "407");
+    // Nor from a VM without it (a neighbour's proxy sits on the same gateway).
+    const r2 = await guest(
+      `curl -sS -o /dev/null -w '%{http_code}' --max-time 10 ` +
+        `--proxy "$(printf %s "$HTTP_PROXY" | sed 's/srt:[0-9a-f]*@//')" http://${npm.host}/`,
+    );
+    assert.equal(r2.stdout, "407", show(r2));
   });
 
   it("the guest learns the way out: cal's commands, zsh, login shells, the host's CAs", async () => {
@@ -118,6 +124,9 @@ describe("egress from a Tart guest", { skip: REAL_TART && "runs on the fake tart
     );
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, /^200\n7\.0\.0$/m, show(r));
+    // Through the proxy, not around it.
+    const entry = (await log()).find((e) => e.host === npm.hostname);
+    assert.equal(entry?.decision, "allowed");
   });
 
   it("a host not on the list is refused, and the log says so", async () => {
@@ -161,6 +170,8 @@ describe("egress from a Tart guest", { skip: REAL_TART && "runs on the fake tart
       "curl -sS --max-time 10 -w ' status=%{http_code}' http://169.254.169.254/latest/meta-data/ 2>&1",
     );
     assert.match(r.stdout, /status=403/, show(r));
+    const entry = (await log()).find((e) => e.host === "169.254.169.254");
+    assert.equal(entry?.decision, "refused");
   });
 
   it("`net allow` takes effect in the running workspace", async () => {
