@@ -80,7 +80,7 @@ describe("cal-sync sign", () => {
   before(async () => {
     root = await Deno.makeTempDir({ prefix: "cal-sign-" });
     const home = join(root, "home");
-    out = join(root, "out", "signer");
+    out = join(home, "cal-output", "signer"); // under output.sync_dir, as cal requires
     bin = join(root, "bin");
     env = { HOME: home, CAL_HOME: join(home, ".cal") };
     // A workspace on a provider whose VM would need `tart` and `ssh`: both record and fail.
