@@ -978,7 +978,8 @@ function suite(provider: TestProvider) {
         () => rig.snap(["create", ws, "--name", "s1", "--human"]),
       );
       await ensureRunning();
-      assertNone(f);
+      const l = await verb("snapshot list", () => rig.snap(["list", ws, "--human"]));
+      assertNone([...f, ...l.f]);
     });
 
     it("stop, then start (~/.ssh links to a host folder)", async () => {
@@ -1009,7 +1010,6 @@ function suite(provider: TestProvider) {
         "--prompt",
         "hi",
         "--yes",
-        "--no-snapshot",
       ];
       const env = { env: { ANTHROPIC_API_KEY: "sk-test-hostile" } };
       const first = await verb("run", () => rig.agent([...args, "--human"], env));
@@ -1029,7 +1029,22 @@ function suite(provider: TestProvider) {
       assert.equal(r.code, 0, `run never reached the stand-in agent\n${show(r)}`);
     });
 
-    it("snapshot restore", async () => {
+    it("rollback to the run's session-start snapshot (first refused: the forged unsaved work)", async () => {
+      const refused = await verb(
+        "rollback (unsaved work)",
+        () => rig.snap(["rollback", ws, "--human"]),
+      );
+      const forced = await verb("rollback", () => rig.snap(["rollback", ws, "--force", "--human"]));
+      await ensureRunning();
+      assertNone([...refused.f, ...forced.f]);
+    });
+
+    it("snapshot restore (first refused: the forged unsaved work)", async () => {
+      const refused = await verb(
+        "snapshot restore (unsaved work)",
+        () => rig.snap(["restore", ws, "--name", "s1", "--human"]),
+      );
+      assertNone(refused.f);
       const { f } = await verb(
         "snapshot restore",
         () => rig.snap(["restore", ws, "--name", "s1", "--force", "--human"]),
