@@ -86,7 +86,17 @@ export class TartProvider implements Provider {
     }
     args.push(name);
     this.calls++;
-    return await startDetached(this.bin, args, opts.logFile);
+    const started = await startDetached(this.bin, args, opts.logFile);
+    if (mode !== "open" && !(await softnetPrivileged())) {
+      // Tart sets Softnet up only in a terminal; cal's detached run cannot ask for a password.
+      started.warnings = [
+        ...(started.warnings ?? []),
+        "Softnet is neither setuid root nor allowed by passwordless sudo, so the VM's network " +
+        "may not come up: run `tart run --net-softnet NAME` once in a terminal (Tart sets " +
+        "Softnet up, asking for your password), then start again.",
+      ];
+    }
+    return started;
   }
 
   private version?: string;
@@ -200,6 +210,19 @@ export class TartProvider implements Provider {
       );
     }
   }
+}
+
+/** Whether Softnet can get root for vmnet: we are root, it is setuid root, or sudo -n works. */
+async function softnetPrivileged(): Promise<boolean> {
+  if (Deno.uid() === 0) return true;
+  const path = which("softnet");
+  if (!path) return false;
+  try {
+    const st = await Deno.stat(await Deno.realPath(path));
+    if (st.uid === 0 && ((st.mode ?? 0) & 0o4000)) return true;
+  } catch { /* not readable: ask sudo */ }
+  const r = await run("sudo", ["--non-interactive", "softnet", "--help"]).catch(() => undefined);
+  return r?.code === 0;
 }
 
 /**
