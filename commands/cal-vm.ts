@@ -35,10 +35,12 @@ import { cleanup, destroy } from "../lib/teardown.ts";
 import { connect, load, type Loaded } from "../lib/workspace.ts";
 import type { Guest } from "../lib/guest/ssh.ts";
 import { netCommand } from "./vm_net.ts";
+import { modeWords } from "../lib/network/manage.ts";
 
-function networkMode(v: string): "host" | "none" {
-  if (v !== "host" && v !== "none") {
-    throw new InvalidArgumentError("--network is host or none.");
+function networkMode(v: string): "allowlist" | "open" | "none" {
+  if (v === "host") return "open"; // its name before egress policies
+  if (v !== "allowlist" && v !== "open" && v !== "none") {
+    throw new InvalidArgumentError("--network is allowlist, open or none.");
   }
   return v;
 }
@@ -75,6 +77,7 @@ export function statusText(r: WorkspaceRecord): string {
     ...(r.ip ? [`IP: ${r.ip}`] : []),
     `Provider: ${r.provider} (${r.vm})`,
     ...(r.isolation ? [`Isolation: ${r.isolation}`] : []),
+    ...(r.network ? [`Network: ${modeWords(r.network)}`] : []),
     `Resources: ${r.cpu} CPU, ${r.memory} MB memory, ${r.disk} GB disk` +
     (r.size_gb !== undefined ? ` (${r.size_gb} GB used on the host)` : ""),
     `Image: ${r.base_image}`,
@@ -104,8 +107,14 @@ export function program(ctx: Context): Command {
       .option("--provider <name>", `where the workspace runs: ${PROVIDERS.join(", ")}`)
       .option(
         "--network <mode>",
-        "host (default) or none: no network in the guest (sandbox)",
+        "egress: allowlist (default: only what the policy allows, through cal's proxy), " +
+          "open (the host's network as it is) or none",
         networkMode,
+      )
+      .option(
+        "--allow <pattern>",
+        "also allow this host, *.domain, IP or CIDR (with :port) or @preset (repeatable)",
+        (v: string, prev: string[] = []) => [...prev, v],
       )
       .option("--template <name>", "start from a VM template (`cal-env templates` lists them)")
       .option(
@@ -133,6 +142,7 @@ export function program(ctx: Context): Command {
         ...(o.provider ? { provider: o.provider as "tart" | "sandbox" } : {}),
       },
       ...(o.network ? { network: o.network } : {}),
+      ...(o.allow ? { allow: o.allow } : {}),
     }, out);
     out.records(
       [r],

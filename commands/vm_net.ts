@@ -25,6 +25,12 @@ import {
 } from "../lib/network/manage.ts";
 import { MODES, type NetworkMode } from "../lib/network/policy.ts";
 import { onInterrupt } from "../lib/interrupt.ts";
+import { load } from "../lib/workspace.ts";
+
+async function isRunning(name: string): Promise<boolean> {
+  const w = await load(name);
+  return (await w.provider.get(w.machine))?.state === "running";
+}
 
 const PATTERNS =
   "host (example.com), wildcard (*.example.com), IP or CIDR, each with an optional :port, or @preset";
@@ -33,7 +39,7 @@ export function networkText(r: NetworkRecord): string {
   const mode = r.mode === "allowlist"
     ? r.mode
     : r.mode === "open"
-    ? pc.yellow("open (any public host)")
+    ? pc.yellow("open (the host's network, unfiltered)")
     : pc.red("none (no network)");
   const group = (rules: NetworkRecord["allow"]) => {
     if (!rules.length) return "  (none)";
@@ -107,13 +113,28 @@ export function netCommand(ctx: Context): Command {
   }
 
   outputOptions(
-    net.command("mode").description("allowlist (only the rules), open (any public host) or none")
+    net.command("mode").description(
+      "allowlist (only the rules), open (the host's network, unfiltered) or none",
+    )
       .argument("<name>", "workspace name")
       .addArgument(new Argument("<mode>", "the new mode").choices(MODES)),
   ).action(async (name, mode) => {
+    const before = await show(name);
     const r = await setMode(name, mode as NetworkMode);
     if (r.mode === "open") {
-      out.warn(`"${name}" can now reach any public host; its connections are still logged.`, name);
+      out.warn(
+        `"${name}" will have the host's network as it is: nothing filtered, nothing logged.`,
+        name,
+      );
+    }
+    // Between the proxy (allowlist, none) and the host's network (open), the guest's network
+    // itself changes: that takes a restart. Between allowlist and none the proxy follows at once.
+    if ((before.mode === "open") !== (r.mode === "open") && await isRunning(name)) {
+      out.warn(
+        `"${name}" is running: the change to ${r.mode} takes effect at its next start ` +
+          `(\`cal-vm stop ${name} && cal-vm start ${name}\`).`,
+        name,
+      );
     }
     out.records([r], ([r]) => networkText(r));
   });

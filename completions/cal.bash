@@ -8,7 +8,7 @@ __cal_node() {
   case $1 in
   '') cmds='vm snap env agent gh quick sync isolation' opts='-h --help -V --version' ;;
   'vm') cmds='init start stop destroy list status ip ssh exec health cleanup net' opts='-V --version -h --help' ;;
-  'vm init') opts='--cpu --memory --disk --image --provider --network --template --env --agent --json --human -h --help' vopts='--cpu --memory --disk --image --provider --network --template --env --agent' args='w' ;;
+  'vm init') opts='--cpu --memory --disk --image --provider --network --allow --template --env --agent --json --human -h --help' vopts='--cpu --memory --disk --image --provider --network --allow --template --env --agent' args='w' ;;
   'vm start') opts='--headless --vnc --timeout --json --human -h --help' vopts='--timeout' args='w' ;;
   'vm stop') opts='--force --json --human -h --help' args='w' ;;
   'vm destroy') opts='-y --yes --force --json --human -h --help' args='w' ;;
@@ -48,7 +48,7 @@ __cal_node() {
   'agent update') opts='--json --human -h --help' args='w n' ;;
   'agent use') opts='--json --human -h --help' args='w n' ;;
   'agent configure') opts='--repo --json --human -h --help' vopts='--repo' args='w n' ;;
-  'agent run') opts='--agent --prompt --autonomous -y --yes --timeout --repo --no-snapshot --json --human -h --help' vopts='--agent --prompt --timeout --repo' args='w' ;;
+  'agent run') opts='--agent --prompt --autonomous -y --yes --timeout --repo --no-snapshot --pass-key --json --human -h --help' vopts='--agent --prompt --timeout --repo' args='w' ;;
   'gh') cmds='auth clone commit push pr status' opts='-V --version -h --help' ;;
   'gh auth') cmds='login status logout' opts='-h --help' ;;
   'gh auth login') opts='--token-stdin --keychain --hostname --json --human -h --help' vopts='--hostname' args='w' ;;
@@ -66,7 +66,7 @@ __cal_node() {
   'sync logs') opts='-f --follow -n --tail --json --human -h --help' vopts='-n --tail' args='w' ;;
   'sync sign') opts='--archive --identity --profile --output --method --dry-run --json --human -h --help' vopts='--archive --identity --profile --output --method' args='w' ;;
   'isolation') cmds='init start stop destroy list status ip ssh exec health cleanup snapshot rollback disk-usage env agent run auth clone commit push pr sync watch logs sign' opts='-h --help' ;;
-  'isolation init') opts='--cpu --memory --disk --image --provider --network --template --env --agent --json --human -h --help' vopts='--cpu --memory --disk --image --provider --network --template --env --agent' args='w' ;;
+  'isolation init') opts='--cpu --memory --disk --image --provider --network --allow --template --env --agent --json --human -h --help' vopts='--cpu --memory --disk --image --provider --network --allow --template --env --agent' args='w' ;;
   'isolation start') opts='--headless --vnc --timeout --json --human -h --help' vopts='--timeout' args='w' ;;
   'isolation stop') opts='--force --json --human -h --help' args='w' ;;
   'isolation destroy') opts='-y --yes --force --json --human -h --help' args='w' ;;
@@ -102,8 +102,8 @@ __cal_node() {
   'isolation agent update') opts='--json --human -h --help' args='w n' ;;
   'isolation agent use') opts='--json --human -h --help' args='w n' ;;
   'isolation agent configure') opts='--repo --json --human -h --help' vopts='--repo' args='w n' ;;
-  'isolation agent run') opts='--agent --prompt --autonomous -y --yes --timeout --repo --no-snapshot --json --human -h --help' vopts='--agent --prompt --timeout --repo' args='w' ;;
-  'isolation run') opts='--agent --prompt --autonomous -y --yes --timeout --repo --no-snapshot --json --human -h --help' vopts='--agent --prompt --timeout --repo' args='w' ;;
+  'isolation agent run') opts='--agent --prompt --autonomous -y --yes --timeout --repo --no-snapshot --pass-key --json --human -h --help' vopts='--agent --prompt --timeout --repo' args='w' ;;
+  'isolation run') opts='--agent --prompt --autonomous -y --yes --timeout --repo --no-snapshot --pass-key --json --human -h --help' vopts='--agent --prompt --timeout --repo' args='w' ;;
   'isolation auth') cmds='login status logout' opts='-h --help' ;;
   'isolation auth login') opts='--token-stdin --keychain --hostname --json --human -h --help' vopts='--hostname' args='w' ;;
   'isolation auth status') opts='--hostname --json --human -h --help' vopts='--hostname' args='w' ;;

@@ -16,8 +16,8 @@ __cal_node() {
     opts=('-V:output the version number' '--version:output the version number' '-h:display help' '--help:display help')
     ;;
   ('vm init')
-    opts=('--cpu:CPU cores' '--memory:memory in MB' '--disk:disk size in GB' '--image:base image (default from config)' '--provider:where the workspace runs: tart, sandbox' '--network:host (default) or none: no network in the guest (sandbox)' '--template:start from a VM template (`cal-env templates` lists them)' '--env:an environment to install on first start (repeatable)' '--agent:the workspace'\''s agent' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
-    vopts=(--cpu --memory --disk --image --provider --network --template --env --agent)
+    opts=('--cpu:CPU cores' '--memory:memory in MB' '--disk:disk size in GB' '--image:base image (default from config)' '--provider:where the workspace runs: tart, sandbox' '--network:egress: allowlist (default: only what the policy allows, through cal'\''s proxy), open (the host'\''s network as it is) or none' '--allow:also allow this host, *.domain, IP or CIDR (with :port) or @preset (repeatable)' '--template:start from a VM template (`cal-env templates` lists them)' '--env:an environment to install on first start (repeatable)' '--agent:the workspace'\''s agent' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    vopts=(--cpu --memory --disk --image --provider --network --allow --template --env --agent)
     args=(w)
     ;;
   ('vm start')
@@ -60,7 +60,7 @@ __cal_node() {
     opts=('--stopped:also destroy every stopped workspace' '--all:destroy every workspace (running ones are stopped)' '--cache:also prune image caches unused for 30 days' '-y:do not ask for confirmation' '--yes:do not ask for confirmation' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     ;;
   ('vm net')
-    cmds=('show:the mode and the rules in force' 'allow:let the workspace reach these hosts (no restart needed)' 'deny:refuse these hosts, whatever allows them' 'mode:allowlist (only the rules), open (any public host) or none' 'log:every connection the proxy allowed or refused')
+    cmds=('show:the mode and the rules in force' 'allow:let the workspace reach these hosts (no restart needed)' 'deny:refuse these hosts, whatever allows them' 'mode:allowlist (only the rules), open (the host'\''s network, unfiltered) or none' 'log:every connection the proxy allowed or refused')
     opts=('-h:display help' '--help:display help')
     ;;
   ('vm net show')
@@ -182,16 +182,16 @@ __cal_node() {
     args=(w n)
     ;;
   ('agent run')
-    opts=('--agent:agent to run (default: the workspace'\''s active one)' '--prompt:run headless with this prompt and report a run record' '--autonomous:the agent'\''s own full-permission mode (the VM is the boundary)' '-y:skip the launch confirmation' '--yes:skip the launch confirmation' '--timeout:headless: stop the agent after this long (exit 124)' '--repo:the repository to work in (default: the first cloned)' '--no-snapshot:skip the session-start snapshot' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--agent:agent to run (default: the workspace'\''s active one)' '--prompt:run headless with this prompt and report a run record' '--autonomous:the agent'\''s own full-permission mode (the VM is the boundary)' '-y:skip the launch confirmation' '--yes:skip the launch confirmation' '--timeout:headless: stop the agent after this long (exit 124)' '--repo:the repository to work in (default: the first cloned)' '--no-snapshot:skip the session-start snapshot' '--pass-key:put the real agent key into the guest when cal'\''s proxy cannot keep it on the host' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     vopts=(--agent --prompt --timeout --repo)
     args=(w)
     ;;
   ('gh')
-    cmds=('auth:GitHub authentication inside the workspace' 'clone:clone a repository into ~/workspace/<repo> in the guest' 'commit:commit every change in the repository; optionally push and open a PR' 'push:push the repository'\''s branch (never a protected one, never forced)' 'pr:open a pull request from the repository'\''s branch' 'status:each repository'\''s branch, changes, last commit and ahead/behind')
+    cmds=('auth:GitHub authentication: the host'\''s login, or one inside a workspace' 'clone:clone a repository into ~/workspace/<repo> in the guest' 'commit:commit every change in the repository; optionally push and open a PR' 'push:push the repository'\''s branch (never a protected one, never forced)' 'pr:open a pull request from the repository'\''s branch' 'status:each repository'\''s branch, changes, last commit and ahead/behind')
     opts=('-V:output the version number' '--version:output the version number' '-h:display help' '--help:display help')
     ;;
   ('gh auth')
-    cmds=('login:log gh in inside the workspace (interactive, or a token on stdin)' 'status:show gh'\''s login state inside the workspace' 'logout:log gh out inside the workspace')
+    cmds=('login:without a workspace: keep the host'\''s login for every workspace'\''s broker (the guest never holds it); with one: log gh in inside it (the agent can then read the token)' 'status:show the login state inside the workspace (without one: the host'\''s login)' 'logout:log gh out inside the workspace (without one: forget the host'\''s login)')
     opts=('-h:display help' '--help:display help')
     ;;
   ('gh auth login')
@@ -263,12 +263,12 @@ __cal_node() {
     args=(w)
     ;;
   ('isolation')
-    cmds=('init:create a workspace: a new VM cloned from the base image' 'start:start a workspace and wait until SSH works' 'stop:flush the guest'\''s disks and stop the workspace' 'destroy:delete a workspace, its VM, its snapshots and metadata' 'list:list workspaces' 'status:show a workspace'\''s state, address, resources, agent, environments and repositories' 'ip:print a running workspace'\''s IP address' 'ssh:open a shell in the workspace, or run one command line' 'exec:run a program in the workspace, arguments passed exactly' 'health:check that a workspace is up and reachable' 'cleanup:remove half-made workspaces and machines left behind' 'snapshot:snapshots and rollback (cal-snap)' 'rollback:restore the newest session-start snapshot' 'disk-usage:disk used by the workspace'\''s VM and its snapshots' 'env:development environments and templates (cal-env)' 'agent:coding agents: install, use, run (cal-agent)' 'run:run the agent: interactive, or headless with --prompt' 'auth:GitHub authentication inside the workspace' 'clone:clone a repository into ~/workspace/<repo> in the guest' 'commit:commit every change in the repository; optionally push and open a PR' 'push:push the repository'\''s branch (never a protected one, never forced)' 'pr:open a pull request from the repository'\''s branch' 'sync:copy build artifacts from the VM to the host (one way; only new or changed ones)' 'watch:watch the output folder: run hooks once per finished artifact, stream build logs' 'logs:show build logs (output folder) and the VM'\''s own log' 'sign:sign an archive on the host with xcodebuild -exportArchive (never touches the VM)')
+    cmds=('init:create a workspace: a new VM cloned from the base image' 'start:start a workspace and wait until SSH works' 'stop:flush the guest'\''s disks and stop the workspace' 'destroy:delete a workspace, its VM, its snapshots and metadata' 'list:list workspaces' 'status:show a workspace'\''s state, address, resources, agent, environments and repositories' 'ip:print a running workspace'\''s IP address' 'ssh:open a shell in the workspace, or run one command line' 'exec:run a program in the workspace, arguments passed exactly' 'health:check that a workspace is up and reachable' 'cleanup:remove half-made workspaces and machines left behind' 'snapshot:snapshots and rollback (cal-snap)' 'rollback:restore the newest session-start snapshot' 'disk-usage:disk used by the workspace'\''s VM and its snapshots' 'env:development environments and templates (cal-env)' 'agent:coding agents: install, use, run (cal-agent)' 'run:run the agent: interactive, or headless with --prompt' 'auth:GitHub authentication: the host'\''s login, or one inside a workspace' 'clone:clone a repository into ~/workspace/<repo> in the guest' 'commit:commit every change in the repository; optionally push and open a PR' 'push:push the repository'\''s branch (never a protected one, never forced)' 'pr:open a pull request from the repository'\''s branch' 'sync:copy build artifacts from the VM to the host (one way; only new or changed ones)' 'watch:watch the output folder: run hooks once per finished artifact, stream build logs' 'logs:show build logs (output folder) and the VM'\''s own log' 'sign:sign an archive on the host with xcodebuild -exportArchive (never touches the VM)')
     opts=('-h:display help' '--help:display help')
     ;;
   ('isolation init')
-    opts=('--cpu:CPU cores' '--memory:memory in MB' '--disk:disk size in GB' '--image:base image (default from config)' '--provider:where the workspace runs: tart, sandbox' '--network:host (default) or none: no network in the guest (sandbox)' '--template:start from a VM template (`cal-env templates` lists them)' '--env:an environment to install on first start (repeatable)' '--agent:the workspace'\''s agent' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
-    vopts=(--cpu --memory --disk --image --provider --network --template --env --agent)
+    opts=('--cpu:CPU cores' '--memory:memory in MB' '--disk:disk size in GB' '--image:base image (default from config)' '--provider:where the workspace runs: tart, sandbox' '--network:egress: allowlist (default: only what the policy allows, through cal'\''s proxy), open (the host'\''s network as it is) or none' '--allow:also allow this host, *.domain, IP or CIDR (with :port) or @preset (repeatable)' '--template:start from a VM template (`cal-env templates` lists them)' '--env:an environment to install on first start (repeatable)' '--agent:the workspace'\''s agent' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    vopts=(--cpu --memory --disk --image --provider --network --allow --template --env --agent)
     args=(w)
     ;;
   ('isolation start')
@@ -417,17 +417,17 @@ __cal_node() {
     args=(w n)
     ;;
   ('isolation agent run')
-    opts=('--agent:agent to run (default: the workspace'\''s active one)' '--prompt:run headless with this prompt and report a run record' '--autonomous:the agent'\''s own full-permission mode (the VM is the boundary)' '-y:skip the launch confirmation' '--yes:skip the launch confirmation' '--timeout:headless: stop the agent after this long (exit 124)' '--repo:the repository to work in (default: the first cloned)' '--no-snapshot:skip the session-start snapshot' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--agent:agent to run (default: the workspace'\''s active one)' '--prompt:run headless with this prompt and report a run record' '--autonomous:the agent'\''s own full-permission mode (the VM is the boundary)' '-y:skip the launch confirmation' '--yes:skip the launch confirmation' '--timeout:headless: stop the agent after this long (exit 124)' '--repo:the repository to work in (default: the first cloned)' '--no-snapshot:skip the session-start snapshot' '--pass-key:put the real agent key into the guest when cal'\''s proxy cannot keep it on the host' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     vopts=(--agent --prompt --timeout --repo)
     args=(w)
     ;;
   ('isolation run')
-    opts=('--agent:agent to run (default: the workspace'\''s active one)' '--prompt:run headless with this prompt and report a run record' '--autonomous:the agent'\''s own full-permission mode (the VM is the boundary)' '-y:skip the launch confirmation' '--yes:skip the launch confirmation' '--timeout:headless: stop the agent after this long (exit 124)' '--repo:the repository to work in (default: the first cloned)' '--no-snapshot:skip the session-start snapshot' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
+    opts=('--agent:agent to run (default: the workspace'\''s active one)' '--prompt:run headless with this prompt and report a run record' '--autonomous:the agent'\''s own full-permission mode (the VM is the boundary)' '-y:skip the launch confirmation' '--yes:skip the launch confirmation' '--timeout:headless: stop the agent after this long (exit 124)' '--repo:the repository to work in (default: the first cloned)' '--no-snapshot:skip the session-start snapshot' '--pass-key:put the real agent key into the guest when cal'\''s proxy cannot keep it on the host' '--json:print NDJSON records (the default when stdout is not a terminal)' '--human:print tables and text even when stdout is not a terminal' '-h:display help' '--help:display help')
     vopts=(--agent --prompt --timeout --repo)
     args=(w)
     ;;
   ('isolation auth')
-    cmds=('login:log gh in inside the workspace (interactive, or a token on stdin)' 'status:show gh'\''s login state inside the workspace' 'logout:log gh out inside the workspace')
+    cmds=('login:without a workspace: keep the host'\''s login for every workspace'\''s broker (the guest never holds it); with one: log gh in inside it (the agent can then read the token)' 'status:show the login state inside the workspace (without one: the host'\''s login)' 'logout:log gh out inside the workspace (without one: forget the host'\''s login)')
     opts=('-h:display help' '--help:display help')
     ;;
   ('isolation auth login')

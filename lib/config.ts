@@ -71,6 +71,8 @@ const NetworkDefaults = z.strictObject({
   mode: z.enum(MODES).optional(),
   allow: z.array(NetworkPattern).optional(),
   deny: z.array(NetworkPattern).optional(),
+  /** Hosts the guest's own clients reach without the proxy (its own services). */
+  no_proxy: z.array(z.string().regex(/^[A-Za-z0-9.:*-]+$/, "a host name or address")).optional(),
 });
 
 export const ConfigFile = z.strictObject({
@@ -120,7 +122,7 @@ export interface Config {
     snapshot_prefix: string;
   };
   agents: Record<string, z.infer<typeof AgentDefaults>>;
-  network: { mode: NetworkMode; allow: string[]; deny: string[] };
+  network: { mode: NetworkMode; allow: string[]; deny: string[]; no_proxy: string[] };
   ui: { theme: "auto" | "light" | "dark"; show_logs: boolean };
 }
 
@@ -169,7 +171,13 @@ export function builtinDefaults(): Config {
       snapshot_prefix: "session",
     },
     agents: {},
-    network: { mode: "allowlist", allow: [], deny: [] },
+    // The guest's own services: "localhost" also covers *.localhost for most clients.
+    network: {
+      mode: "allowlist",
+      allow: [],
+      deny: [],
+      no_proxy: ["localhost", "127.0.0.1", "::1"],
+    },
     ui: { theme: "auto", show_logs: true },
   };
 }

@@ -1,5 +1,6 @@
 /** Looking at workspaces without changing them: list, status, health. */
 
+import { effectiveMode } from "./network/manage.ts";
 import { join } from "node:path";
 import type { Config } from "./config.ts";
 import { CalError } from "./errors.ts";
@@ -67,7 +68,8 @@ export async function status(name: string): Promise<WorkspaceRecord> {
   const w = await load(name);
   const info = await w.provider.get(w.machine);
   const ip = info?.state === "running" ? (await w.provider.endpoint(w.machine))?.host : undefined;
-  return toRecord(w, info, ip);
+  const network = await effectiveMode(name, w.vm.options?.network).catch(() => undefined);
+  return { ...toRecord(w, info, ip), ...(network ? { network } : {}) };
 }
 
 /** Checks that a workspace is usable, one `check` record per step; stops at the first blocker. */

@@ -8,6 +8,9 @@
 
 import { networkForStart, networkStopped } from "./network/attach.ts";
 import { networkReady } from "./network/guest_env.ts";
+import { initPolicy } from "./network/manage.ts";
+import type { NetworkMode } from "./network/policy.ts";
+import { checkEntries } from "./network/settings.ts";
 import { basename, join } from "node:path";
 import { type Config, resolveVmSettings, type VmSettings } from "./config.ts";
 import { CalError, ExitCode, notFound, usageError, wrongState } from "./errors.ts";
@@ -33,8 +36,10 @@ import { provisionEnvironments } from "./environments/manage.ts";
 
 export interface InitOptions {
   settings: Partial<VmSettings>;
-  /** "none": no network in the guest (sandbox provider). */
-  network?: "host" | "none";
+  /** The workspace's egress mode (network.json); the config's or allowlist otherwise. */
+  network?: NetworkMode;
+  /** Rules the workspace allows besides the presets and the config's. */
+  allow?: string[];
   template?: { name: string; resources?: Partial<VmSettings> };
   environments?: string[];
   agent?: string;
@@ -55,12 +60,7 @@ export async function init(
   const s = resolveVmSettings(config, opts.template?.resources, opts.settings);
   const provider = getProvider(s.provider);
   await provider.ensureAvailable();
-  if (opts.network === "none" && provider.name !== "sandbox") {
-    throw usageError(
-      `--network none is not available for the ${provider.name} provider.`,
-      "Use --provider sandbox, or leave the network on.",
-    );
-  }
+  checkEntries(opts.allow ?? []); // a bad rule: exit 2 before anything is made
   // A sandbox is made from the host's own system folders; a Tart image name means nothing there.
   const image = provider.name === "sandbox" && !opts.settings.base_image
     ? "host-system"
@@ -96,12 +96,14 @@ export async function init(
       ...(opts.template ? { template: opts.template.name } : {}),
       resources: { cpu: s.cpu, memory: s.memory, disk_size: s.disk_size },
       user: s.user,
-      ...(opts.network ? { options: { network: opts.network } } : {}),
       output_dir: join(syncRoot(config.output.sync_dir), name),
       ...(opts.agent ? { agent: opts.agent } : {}),
       environments: opts.environments ?? [],
     };
     await writeVm(vm);
+    if (opts.network || opts.allow?.length) {
+      await initPolicy(name, { mode: opts.network, allow: opts.allow });
+    }
     killPoint("init:recorded");
     const undo = async () => {
       await provider.delete(machine).catch(() => {});
@@ -121,7 +123,6 @@ export async function init(
         memory: s.memory,
         diskSize: s.disk_size,
         uniqueIdentity: true,
-        ...(opts.network ? { network: opts.network } : {}),
       });
       vm.status = "ready";
       await writeVm(vm);

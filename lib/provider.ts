@@ -53,6 +53,8 @@ export interface StartOptions {
     proxySocket?: string;
     /** The proxy's TCP address, for guests that reach the host over a network (Tart). */
     proxyTcp?: { host: string; port: number };
+    /** Hosts the guest's clients reach without the proxy (NO_PROXY). */
+    noProxy?: string[];
   };
 }
 

@@ -20,6 +20,8 @@ export interface WorkspaceRecord {
   provider: string;
   /** What the isolation is, in words (a VM, or namespaces with a shared kernel). */
   isolation?: string;
+  /** The egress mode its next start gives it (`status` only): allowlist, open or none. */
+  network?: "allowlist" | "open" | "none";
   /** The provider's own name for the machine (the Tart VM name). */
   vm: string;
   ip?: string;

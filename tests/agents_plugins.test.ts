@@ -250,4 +250,28 @@ describe("launch screen and banner", () => {
     const b = banner({ workspace: "ws", environments: ["node"] }, "running", 60);
     assert.match(b, /CAL ISOLATION ACTIVE │ VM: ws │ Env: node │ Safe Mode/);
   });
+  it("the screen and the banner say the network mode, and warn when it is open", () => {
+    const base = {
+      workspace: "ws",
+      vmState: "running",
+      isolation: "Host filesystem protected",
+      environments: [],
+      agent: "Claude Code",
+      repository: "(none)",
+      lastBackup: "none yet",
+      autonomous: false,
+    };
+    const closed = confirmationScreen({ ...base, network: "allowlist" });
+    assert.match(closed, /Network: +.*Allowlist \(out only through cal's proxy\)/);
+    assert.doesNotMatch(closed, /network is open/);
+    const open = confirmationScreen({ ...base, network: "open" });
+    assert.match(open, /Open \(whatever the host reaches\)/);
+    assert.match(open, /The network is open: the agent can reach your local services/);
+    const b = banner({ workspace: "ws", environments: [], network: "open" }, "running", 100);
+    assert.match(b, /NET OPEN/);
+    assert.match(
+      banner({ workspace: "ws", environments: [], network: "allowlist" }, "running", 100),
+      /Net: allowlist/,
+    );
+  });
 });

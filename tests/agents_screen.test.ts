@@ -120,7 +120,10 @@ function suite(provider: TestProvider) {
         const where = provider === "sandbox"
           ? `Sandbox: ${ws} \\(namespaces, shared kernel\\)`
           : `VM: ${ws}`;
-        assert.match(screen, new RegExp(`CAL ISOLATION ACTIVE │ ${where} │ Env: none │ Safe Mode`));
+        assert.match(
+          screen,
+          new RegExp(`CAL ISOLATION ACTIVE │ ${where} │ Env: none │ Net: allowlist │ Safe Mode`),
+        );
         const colored = await tmux("capture-pane", "-p", "-e", "-t", session);
         // deno-lint-ignore no-control-regex
         assert.match(colored, /\x1b\[(\d+;)*42(;\d+)*m.*CAL ISOLATION ACTIVE/, "green background");

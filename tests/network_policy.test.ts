@@ -238,7 +238,13 @@ describe("network policy: presets and layers", () => {
 
 describe("config: isolation.network", () => {
   it("takes mode, allow and deny, defaulting to allowlist", () => {
-    assert.deepEqual(layer(undefined).network, { mode: "allowlist", allow: [], deny: [] });
+    const noProxy = ["localhost", "127.0.0.1", "::1"];
+    assert.deepEqual(layer(undefined).network, {
+      mode: "allowlist",
+      allow: [],
+      deny: [],
+      no_proxy: noProxy,
+    });
     const file = parseYaml(
       "isolation:\n  network:\n    mode: open\n    allow: [example.com, '@npm']\n    deny: ['10.0.0.0/8']\n",
       "config.yaml",
@@ -248,6 +254,7 @@ describe("config: isolation.network", () => {
       mode: "open",
       allow: ["example.com", "@npm"],
       deny: ["10.0.0.0/8"],
+      no_proxy: noProxy,
     });
   });
 

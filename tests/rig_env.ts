@@ -46,6 +46,12 @@ export class Rig {
     const image = Deno.env.get("CAL_TEST_IMAGE");
     const base = [
       "isolation:",
+      // The GitHub stand-in (tests/rig/github.ts) listens on the host's loopback, port 80, as a
+      // team's own git host on a private address would: the egress allowlist names it.
+      "  network:",
+      '    allow: ["127.0.0.1:80"]',
+      // gh (Go) takes a NO_PROXY "localhost" to cover github.localhost too: send it to the proxy.
+      '    no_proxy: ["127.0.0.1", "::1"]',
       "  defaults:",
       "    vm:",
       `      provider: ${provider}`,

@@ -162,36 +162,34 @@ EOF'`,
     assert.equal(r.stdout, "/Users/admin/.local/bin/hello-pip\nhello from pip\n");
   });
 
-  it("--network none cuts the network; the default shares it", async () => {
-    // A TCP server on the host's loopback: reachable from a shared network, not from none.
+  it("the host's loopback: cut by default (allowlist) and by --network none; --network open shares it", async () => {
+    // A TCP server on the host's loopback: reachable from the host's network, not from a namespace
+    // of the guest's own.
     const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (server.addr as Deno.NetAddr).port;
     (async () => {
       for await (const c of server) c.close();
     })();
-    const probe = `exec 3<>/dev/tcp/127.0.0.1/${port} && echo CONNECTED`;
+    const probe = `echo RAN; exec 3<>/dev/tcp/127.0.0.1/${port} && echo CONNECTED`;
+    const reach = async (n: string) => {
+      const r = await rig.vm(["exec", n, "--", "bash", "-c", probe + " 2>&1; true"]);
+      assert.match(r.stdout, /^RAN$/m, `the command must run in the guest: ${show(r)}`);
+      return /CONNECTED/.test(r.stdout);
+    };
     try {
-      const shared = await rig.vm(["exec", ws, "--", "bash", "-c", probe]);
-      assert.match(shared.stdout, /CONNECTED/, show(shared));
-      const offline = rig.name("offline");
-      assert.equal(
-        (await rig.vm(["init", offline, "--provider", "sandbox", "--network", "none"])).code,
-        0,
-      );
-      const started = await rig.vm(["start", offline]);
-      assert.equal(started.code, 0, show(started));
-      const cut = await rig.vm([
-        "exec",
-        offline,
-        "--",
-        "bash",
-        "-c",
-        "echo RAN; " + probe + " 2>&1; true",
-      ]);
-      assert.match(cut.stdout, /^RAN$/m, `the command must run in the offline guest: ${show(cut)}`);
-      assert.doesNotMatch(cut.stdout, /CONNECTED/, show(cut));
-      const bad = await rig.vm(["init", rig.name("t1"), "--provider", "tart", "--network", "none"]);
+      assert.equal(await reach(ws), false, "the default network reached the host's loopback");
+      for (const [mode, reaches] of [["none", false], ["open", true], ["host", true]] as const) {
+        const n = rig.name(`net-${mode}`);
+        const made = await rig.vm(["init", n, "--provider", "sandbox", "--network", mode]);
+        assert.equal(made.code, 0, show(made));
+        const started = await rig.vm(["start", n]);
+        assert.equal(started.code, 0, show(started));
+        assert.equal(await reach(n), reaches, `--network ${mode}`);
+        assert.equal((await rig.vm(["destroy", n, "--yes", "--force"])).code, 0);
+      }
+      const bad = await rig.vm(["init", rig.name("t1"), "--network", "sideways"]);
       assert.equal(bad.code, 2, show(bad));
+      assert.match(bad.stderr, /allowlist, open or none/);
     } finally {
       server.close();
     }

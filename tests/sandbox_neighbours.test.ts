@@ -20,8 +20,13 @@ describe("sandbox neighbours", { skip: !linux && "the sandbox provider needs Lin
   before(async () => {
     rig = await Rig.create("", "sandbox");
     [attacker, victim] = [rig.name("attacker"), rig.name("victim")];
+    // On the host's network (open), so the victim's sshd is reachable and must refuse by itself;
+    // the default network (its own namespace) does not even reach it (the last test).
     for (const n of [attacker, victim]) {
-      assert.equal((await rig.vm(["init", n, "--provider", "sandbox"])).code, 0);
+      assert.equal(
+        (await rig.vm(["init", n, "--provider", "sandbox", "--network", "open"])).code,
+        0,
+      );
       const r = await rig.vm(["start", n]);
       assert.equal(r.code, 0, show(r));
     }
@@ -106,5 +111,22 @@ describe("sandbox neighbours", { skip: !linux && "the sandbox provider needs Lin
       assert.ok(![0, 501].includes(uid), `a guest's files are owned by ${uid}`);
     }
     assert.notEqual(owners[0], owners[1], "two guests share a host uid");
+  });
+
+  it("with the default network, the neighbour's sshd cannot even be reached", async () => {
+    const confined = rig.name("confined");
+    assert.equal((await rig.vm(["init", confined, "--provider", "sandbox"])).code, 0);
+    const started = await rig.vm(["start", confined]);
+    assert.equal(started.code, 0, show(started));
+    const r = await rig.vm([
+      "exec",
+      confined,
+      "--",
+      "bash",
+      "-c",
+      `echo RAN; exec 3<>/dev/tcp/${target.host}/${target.port} && echo REACHED; true`,
+    ]);
+    assert.match(r.stdout, /^RAN$/m, show(r));
+    assert.doesNotMatch(r.stdout, /REACHED/, "a confined guest reached its neighbour's sshd");
   });
 });

@@ -15,6 +15,8 @@ export interface ScreenInfo {
   repository: string;
   lastBackup: string;
   autonomous: boolean;
+  /** The egress mode (allowlist, open, none); undefined where unknown. */
+  network?: string;
 }
 
 // deno-lint-ignore no-control-regex
@@ -50,6 +52,7 @@ export function confirmationScreen(i: ScreenInfo, inner = 65): string {
     row("Environments", i.environments.length ? i.environments.join(", ") : "(none)"),
     row("Agent", i.agent + (i.autonomous ? " (autonomous)" : "")),
     row("Repository", i.repository),
+    ...(i.network ? [row("Network", networkWords(i.network))] : []),
     line(),
     line(
       `⚠️  The agent will have full access within the ${
@@ -57,6 +60,9 @@ export function confirmationScreen(i: ScreenInfo, inner = 65): string {
       }.`,
     ),
     line("    Your host system and other files are protected."),
+    ...(i.network === "open"
+      ? [line(pc.yellow("⚠️  The network is open: the agent can reach your local services"))]
+      : []),
     line(),
     line(`Last backup: ${i.lastBackup}`),
     line(),
@@ -70,6 +76,14 @@ export function confirmationScreen(i: ScreenInfo, inner = 65): string {
     }│`,
     `└${"─".repeat(inner)}┘`,
   ].join("\n");
+}
+
+function networkWords(mode: string): string {
+  return mode === "allowlist"
+    ? `${pc.green("✓")} Allowlist (out only through cal's proxy)`
+    : mode === "none"
+    ? `${pc.green("✓")} None (nothing goes out)`
+    : pc.yellow("⚠️ Open (whatever the host reaches)");
 }
 
 export type Choice = "launch" | "backup" | "quit";
@@ -96,7 +110,7 @@ export type BannerState = "running" | "starting" | "stopping" | "error";
 
 /** The one-line banner: 🔒 CAL ISOLATION ACTIVE │ VM: ws │ Env: ios,android │ Safe Mode. */
 export function banner(
-  i: Pick<ScreenInfo, "workspace" | "environments"> & { sandbox?: boolean },
+  i: Pick<ScreenInfo, "workspace" | "environments" | "network"> & { sandbox?: boolean },
   state: BannerState,
   columns = 80,
 ): string {
@@ -109,7 +123,8 @@ export function banner(
   const where = i.sandbox
     ? `Sandbox: ${i.workspace} (namespaces, shared kernel)`
     : `VM: ${i.workspace}`;
-  const text = pad(` ${label} │ ${where} │ Env: ${env} │ Safe Mode`, columns);
+  const net = i.network === "open" ? " │ ⚠️ NET OPEN" : i.network ? ` │ Net: ${i.network}` : "";
+  const text = pad(` ${label} │ ${where} │ Env: ${env}${net} │ Safe Mode`, columns);
   const paint = state === "running" ? pc.bgGreen : state === "error" ? pc.bgRed : pc.bgYellow;
   return paint(pc.black(pc.bold(text)));
 }

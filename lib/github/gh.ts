@@ -42,7 +42,8 @@ export function git(
 }
 
 const NETWORK =
-  /Could not resolve host|could not resolve|no such host|Connection refused|connection refused|Failed to connect|Network is unreachable|timed out|dial tcp|connection reset|error connecting to/i;
+  // The last two: cal's egress proxy could not reach the upstream (it answers 502).
+  /Could not resolve host|could not resolve|no such host|Connection refused|connection refused|Failed to connect|Network is unreachable|timed out|dial tcp|connection reset|error connecting to|returned error: 502|Bad Gateway/i;
 
 /**
  * A tool the guest lacks, as shells and env(1) report it: `sh: 1: git: not found`,

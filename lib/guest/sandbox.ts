@@ -62,6 +62,8 @@ export interface GuestSpec {
   network?: "host" | "none" | "proxy";
   /** The host folder holding the egress proxy's socket (`proxy.sock`), for "proxy". */
   proxySocketDir?: string;
+  /** NO_PROXY for "proxy": what the guest's clients reach directly (its own services). */
+  noProxy?: string[];
   /**
    * As root: the host uid and gid the guest runs as (shown inside as `user`'s), one per
    * workspace so no two guests share an owner. Without it, root runs the guest as root's
@@ -95,8 +97,11 @@ export const GITHUB_BROKER = {
 };
 
 /** The variables that send every usual client (curl, git, npm, pip, gh, agents) to the proxy. */
-export function proxyEnvironment(url = PROXY.url): Record<string, string> {
-  const none = "localhost,127.0.0.1,::1";
+export function proxyEnvironment(
+  url = PROXY.url,
+  noProxy = ["localhost", "127.0.0.1", "::1"],
+): Record<string, string> {
+  const none = noProxy.join(",");
   return {
     HTTP_PROXY: url,
     HTTPS_PROXY: url,
@@ -369,7 +374,7 @@ function sshdConfig(spec: GuestSpec): string {
     // Every session (cal's commands, the agent, a person's shell) learns the way out and the
     // host's trust.
     ...setEnv({
-      ...(spec.network === "proxy" ? proxyEnvironment() : {}),
+      ...(spec.network === "proxy" ? proxyEnvironment(PROXY.url, spec.noProxy) : {}),
       ...hostCaEnvironment(),
     }),
     "",

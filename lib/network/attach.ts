@@ -14,6 +14,7 @@
  */
 
 import { join } from "node:path";
+import { loadConfig } from "../config.ts";
 import { paths } from "../paths.ts";
 import type { StartOptions } from "../provider.ts";
 import { ensureProxy, runningProxy, stopProxy } from "./daemon.ts";
@@ -53,7 +54,8 @@ export async function networkForStart(
   const socketPath = proxySocket(name);
   await Deno.mkdir(join(paths.vmDir(name), "net"), { recursive: true, mode: 0o700 });
   await ensureProxy(name, { socketPath });
-  return { mode, proxySocket: socketPath };
+  const { network } = await loadConfig();
+  return { mode, proxySocket: socketPath, noProxy: network.no_proxy };
 }
 
 /** After the workspace's machine stopped: its proxy goes too. */

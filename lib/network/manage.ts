@@ -15,6 +15,7 @@ import type { NetworkMode } from "./policy.ts";
 import {
   checkEntries,
   effectivePolicy,
+  loadPolicy,
   presetContext,
   readWorkspaceNetwork,
   type WorkspaceNetwork,
@@ -124,4 +125,28 @@ export async function follow(
 ): Promise<void> {
   await readVm(name);
   await followLog(logFile(name), (e) => onRecord(toRecord(name, e)), signal);
+}
+
+/**
+ * The mode a workspace's next start gives it: network.json's, else its pre-policy `--network
+ * host|none` (vm.yaml options), else the config's, else allowlist. What start, status and the
+ * launch screen all go by.
+ */
+export async function effectiveMode(name: string, initNetwork?: unknown): Promise<NetworkMode> {
+  const { mode } = await loadPolicy(name);
+  if (
+    !(await readWorkspaceNetwork(name)).mode && (initNetwork === "host" || initNetwork === "none")
+  ) {
+    return initNetwork === "host" ? "open" : "none";
+  }
+  return mode;
+}
+
+/** How the launch screen, the banner and status word a mode. */
+export function modeWords(mode: NetworkMode): string {
+  return mode === "allowlist"
+    ? "allowlist (out only through cal's proxy)"
+    : mode === "none"
+    ? "none (nothing goes out)"
+    : "OPEN: the agent reaches whatever the host can";
 }

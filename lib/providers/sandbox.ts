@@ -204,7 +204,12 @@ export class SandboxProvider implements Provider {
 
   spec(
     m: string,
-    opts: { outputDir?: string; network?: SandboxNetwork; proxySocketDir?: string } = {},
+    opts: {
+      outputDir?: string;
+      network?: SandboxNetwork;
+      proxySocketDir?: string;
+      noProxy?: string[];
+    } = {},
   ): GuestSpec {
     const f = this.readMachine(m);
     const network = opts.network ?? f?.network ?? "host";
@@ -214,12 +219,13 @@ export class SandboxProvider implements Provider {
       user: MAC_ADMIN,
       hostname: m,
       // The guest's sshd is no root on the host: a port above 1024.
-      listen: network !== "host"
-        ? { host: "127.0.0.1", port: 2222 }
-        : { host: addressOf(m), port: portOf(m) },
+      // Its own address in a namespace of its own too: ssh's connection sharing (%C) and
+      // known hosts tell workspaces apart by address.
+      listen: { host: addressOf(m), port: portOf(m) },
       prefixes: MAC_PREFIXES,
       network,
       ...(opts.proxySocketDir ? { proxySocketDir: opts.proxySocketDir } : {}),
+      ...(opts.noProxy ? { noProxy: opts.noProxy } : {}),
       shares: opts.outputDir
         ? [{ host: opts.outputDir, guest: "/Volumes/My Shared Files/output" }]
         : [],
@@ -382,7 +388,12 @@ export class SandboxProvider implements Provider {
     const network = sandboxNetwork(opts, f);
     const proxySocketDir = network === "proxy" ? dirname(opts.network!.proxySocket!) : undefined;
     if (proxySocketDir) await this.shareProxy(opts.network!.proxySocket!, f);
-    const spec = this.spec(m, { outputDir: opts.outputDir, network, proxySocketDir });
+    const spec = this.spec(m, {
+      outputDir: opts.outputDir,
+      network,
+      proxySocketDir,
+      noProxy: opts.network?.noProxy,
+    });
     await prepareGuest(spec);
     if (f.network !== network) await this.writeMachine(m, { ...f, network });
     const sshd = ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"];
@@ -501,7 +512,7 @@ export class SandboxProvider implements Provider {
       // No route into a network namespace of its own: reach sshd from inside it.
       const child = await sandboxChild(pid);
       if (!child) return undefined;
-      return { host: "127.0.0.1", port: spec.listen.port, proxyCommand: relay(child, spec) };
+      return { host: spec.listen.host, port: spec.listen.port, proxyCommand: relay(child, spec) };
     }
     if (!(await listening(spec.listen.host, spec.listen.port))) return undefined;
     return { host: spec.listen.host, port: spec.listen.port };
@@ -602,7 +613,7 @@ function relay(child: number, spec: GuestSpec): string[] {
   const bash = [
     "bash",
     "-c",
-    `exec 3<>/dev/tcp/127.0.0.1/${port} || exit 1; cat <&3 & exec cat >&3`,
+    `exec 3<>/dev/tcp/${spec.listen.host}/${port} || exit 1; cat <&3 & exec cat >&3`,
   ];
   if (Deno.uid() === 0) return ["nsenter", "-t", String(child), "-n", "--", ...bash];
   const setns = Deno.build.arch === "aarch64" ? 268 : 308;
