@@ -5,16 +5,23 @@
  * first on the PATH cal's commands get (forged listings with `../` paths, a forged tar stream with
  * setuid, device, FIFO, link and `../` members, forged unsaved-work lines), setuid/setgid files
  * and a FIFO, names with terminal escapes, newlines, carriage returns and leading dashes, and a
- * huge listing. Then every host-side verb runs, and each is checked from OUTSIDE the guest:
+ * huge listing, names with shell syntax, a stand-in agent whose output and version carry escapes;
+ * on the sandbox also attempts on cal's key file (/.cal-ssh, read-only in the guest). Then every
+ * host-side verb runs, and each is checked from OUTSIDE the guest:
  * - every host victim (files and folders outside every cal folder, with known content, mode,
  *   owner, link count, mtime and ctime) is unchanged;
- * - nothing setuid/setgid, no device, FIFO or socket lands under CAL_HOME (the sandbox's guest
- *   disk excepted: that is the guest's own) or the output folder, beyond what the guest itself
- *   put in its share;
+ * - no cal verb leaves anything setuid/setgid, a device or a FIFO anywhere in the rig's HOME
+ *   (CAL_HOME, the output folders) that was not there before it ran; in a sandbox's guest disk
+ *   (the guest's own) only root-owned setuid files and devices count. What the guest itself puts
+ *   in its share (a setuid file it owns, on the host) is counted apart as a "share planting";
  * - no raw control character reaches the terminal in human mode, and JSON carries exact names;
- * - no victim's content appears in any verb's output, and no hook runs on a path outside the
- *   output folder.
- * Each finding names the verb and the trick. The suite prints the figure the issue asks for.
+ * - no victim's content appears in any verb's output, no name runs as shell code, and no hook
+ *   runs on a path outside the output folder;
+ * - on the sandbox (own network namespace by default), the guest reaches neither a service on
+ *   the host's loopback, nor the host's abstract unix socket, nor a neighbour's sshd, straight
+ *   or through cal's proxy. The fake tart's guest has the host's network: skipped there.
+ * Each finding names the verb and the trick. The suite prints the figure the issue asks for:
+ * `hostile guest (<provider>): N tricks x M verbs, K host changes (+ share plantings, ...)`.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -326,6 +333,7 @@ const NET_SKIP = "the fake tart's guest shares the host's network (its own names
  */
 const NET_SCRIPT = String.raw`P="$1"; A="$2"; NH="$3"; NP="$4"
 command -v socat >/dev/null && command -v curl >/dev/null && echo HAVE-TOOLS
+echo "PROXY=$HTTP_PROXY"
 echo "== loopback"
 curl -sS --noproxy '*' --max-time 5 "http://127.0.0.1:$P/" 2>&1; echo
 curl -sS --noproxy '*' --max-time 5 "http://localhost:$P/" 2>&1; echo
@@ -727,6 +735,7 @@ function suite(provider: TestProvider) {
       assert.equal(r.code, 0, show(r));
       // The tricks really ran (tools there, every section reached), so a refusal means something.
       assert.match(r.stdout, /^HAVE-TOOLS$/m, show(r));
+      assert.match(r.stdout, /^PROXY=http:\/\/127\.0\.0\.1:3128/m, "no proxy to try through");
       assert.match(r.stdout, /^== done$/m, show(r));
       const section = (name: string) =>
         r.stdout.split(/^== /m).find((x) =>
