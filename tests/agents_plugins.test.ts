@@ -269,9 +269,13 @@ describe("launch screen and banner", () => {
     assert.match(open, /The network is open: the agent can reach your local services/);
     const b = banner({ workspace: "ws", environments: [], network: "open" }, "running", 100);
     assert.match(b, /NET OPEN/);
-    assert.match(
+    assert.doesNotMatch(
       banner({ workspace: "ws", environments: [], network: "allowlist" }, "running", 100),
-      /Net: allowlist/,
+      /NET|Net:/,
+    );
+    assert.match(
+      banner({ workspace: "ws", environments: [], network: "none" }, "running", 100),
+      /Net: none/,
     );
   });
 });

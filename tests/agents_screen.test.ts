@@ -122,7 +122,7 @@ function suite(provider: TestProvider) {
           : `VM: ${ws}`;
         assert.match(
           screen,
-          new RegExp(`CAL ISOLATION ACTIVE │ ${where} │ Env: none │ Net: allowlist │ Safe Mode`),
+          new RegExp(`CAL ISOLATION ACTIVE │ ${where} │ Env: none │ Safe Mode`),
         );
         const colored = await tmux("capture-pane", "-p", "-e", "-t", session);
         // deno-lint-ignore no-control-regex

@@ -123,7 +123,8 @@ export function banner(
   const where = i.sandbox
     ? `Sandbox: ${i.workspace} (namespaces, shared kernel)`
     : `VM: ${i.workspace}`;
-  const net = i.network === "open" ? " │ ⚠️ NET OPEN" : i.network ? ` │ Net: ${i.network}` : "";
+  // The allowlist is what Safe Mode means; only a departure from it takes room on the line.
+  const net = i.network === "open" ? " │ ⚠️ NET OPEN" : i.network === "none" ? " │ Net: none" : "";
   const text = pad(` ${label} │ ${where} │ Env: ${env}${net} │ Safe Mode`, columns);
   const paint = state === "running" ? pc.bgGreen : state === "error" ? pc.bgRed : pc.bgYellow;
   return paint(pc.black(pc.bold(text)));
