@@ -101,12 +101,44 @@ export async function guestEnvironsWith(
   return { scanned, hits };
 }
 
-/** A minimal Gemini API (generateContent, streamed as SSE or whole; countTokens). */
-export function geminiReply(path: string, text: string): Response {
+/** A value that satisfies a (Gemini-style) JSON schema, as small as it can be. */
+function fromSchema(schema: Record<string, unknown> | undefined): unknown {
+  if (!schema) return {};
+  if (Array.isArray(schema.enum) && schema.enum.length) return schema.enum[0];
+  switch (String(schema.type ?? "object").toLowerCase()) {
+    case "string":
+      return "stand-in";
+    case "integer":
+    case "number":
+      return 10;
+    case "boolean":
+      return false;
+    case "array":
+      return [];
+    default: {
+      const props = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
+      const req = Array.isArray(schema.required) ? schema.required as string[] : Object.keys(props);
+      return Object.fromEntries(req.map((k) => [k, fromSchema(props[k])]));
+    }
+  }
+}
+
+/**
+ * A minimal Gemini API: generateContent (streamed as SSE or whole) answering `text`, or JSON
+ * that fits the request's response schema when it asks for one; countTokens.
+ */
+export function geminiReply(path: string, body: Record<string, unknown>, text: string): Response {
   if (path.endsWith(":countTokens")) return Response.json({ totalTokens: 12 });
+  const config = (body.generationConfig ?? {}) as Record<string, unknown>;
+  const schema = (config.responseJsonSchema ?? config.responseSchema) as
+    | Record<string, unknown>
+    | undefined;
+  const answer = config.responseMimeType === "application/json"
+    ? JSON.stringify(fromSchema(schema))
+    : text;
   const chunk = {
     candidates: [{
-      content: { parts: [{ text }], role: "model" },
+      content: { parts: [{ text: answer }], role: "model" },
       finishReason: "STOP",
       index: 0,
     }],
