@@ -8,7 +8,9 @@
 
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import {
+  collect,
   type Context,
+  networkMode,
   newContext,
   outputOptions,
   rootProgram,
@@ -48,7 +50,21 @@ export function program(ctx: Context): Command {
       .option("-m, --message <text>", "the commit message (default: the prompt's first line)")
       .option("--push", "push the branch")
       .option("--pr", "push and open a pull request")
-      .option("--provider <name>", "tart or sandbox, for a new workspace", provider),
+      .option("--provider <name>", "tart or sandbox, for a new workspace", provider)
+      .option(
+        "--network <mode>",
+        "for a new workspace: allowlist (default), open or none",
+        networkMode,
+      )
+      .option(
+        "--allow <pattern>",
+        "for a new workspace: also allow this host, *.domain, IP/CIDR[:port] or @preset (repeatable)",
+        collect,
+      )
+      .option(
+        "--pass-key",
+        "put the real agent key into the guest where cal's proxy cannot keep it on the host",
+      ),
   ).action(async (ws, o) => {
     if (!o.prompt && o.command === undefined) {
       throw usageError(

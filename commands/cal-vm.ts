@@ -8,12 +8,14 @@
  *   cal-vm list                    cal-vm cleanup [--stopped] [--all] [--cache]
  */
 
-import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import {
+  collect,
   type Context,
   MAX_TIMEOUT_S,
   namesOrStdin,
+  networkMode,
   newContext,
   outputOptions,
   positiveInt,
@@ -36,14 +38,6 @@ import { connect, load, type Loaded } from "../lib/workspace.ts";
 import type { Guest } from "../lib/guest/ssh.ts";
 import { netCommand } from "./vm_net.ts";
 import { modeWords } from "../lib/network/manage.ts";
-
-function networkMode(v: string): "allowlist" | "open" | "none" {
-  if (v === "host") return "open"; // its name before egress policies
-  if (v !== "allowlist" && v !== "open" && v !== "none") {
-    throw new InvalidArgumentError("--network is allowlist, open or none.");
-  }
-  return v;
-}
 
 const stateColor = (s: string) =>
   s === "running"
@@ -114,7 +108,7 @@ export function program(ctx: Context): Command {
       .option(
         "--allow <pattern>",
         "also allow this host, *.domain, IP or CIDR (with :port) or @preset (repeatable)",
-        (v: string, prev: string[] = []) => [...prev, v],
+        collect,
       )
       .option("--template <name>", "start from a VM template (`cal-env templates` lists them)")
       .option(

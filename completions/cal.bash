@@ -59,7 +59,7 @@ __cal_node() {
   'gh push') opts='--repo --hostname --json --human -h --help' vopts='--repo --hostname' args='w' ;;
   'gh pr') opts='--title --body --base --draft --repo --hostname --json --human -h --help' vopts='--title --body --base --repo --hostname' args='w' ;;
   'gh status') opts='--json --human -h --help' args='w' ;;
-  'quick') opts='-V --version --repo --branch --prompt --agent --autonomous --command -m --message --push --pr --provider --json --human -h --help' vopts='--repo --branch --prompt --agent --command -m --message --provider' args='w' ;;
+  'quick') opts='-V --version --repo --branch --prompt --agent --autonomous --command -m --message --push --pr --provider --network --allow --pass-key --json --human -h --help' vopts='--repo --branch --prompt --agent --command -m --message --provider --network --allow' args='w' ;;
   'sync') cmds='sync watch logs sign' opts='-V --version -h --help' ;;
   'sync sync') opts='--watch --interval --dry-run --json --human -h --help' vopts='--interval' args='w' ;;
   'sync watch') opts='--on-archive --on-ipa --on-apk --on-any --debounce --no-logs --json --human -h --help' vopts='--on-archive --on-ipa --on-apk --on-any --debounce' args='w' ;;

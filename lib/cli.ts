@@ -96,6 +96,18 @@ export function positiveInt(what: string, max = Number.MAX_SAFE_INTEGER): (v: st
   };
 }
 
+/** `--network MODE`: allowlist, open or none (`host` is open's name from before egress policies). */
+export function networkMode(v: string): "allowlist" | "open" | "none" {
+  if (v === "host") return "open";
+  if (v !== "allowlist" && v !== "open" && v !== "none") {
+    throw new InvalidArgumentError("--network is allowlist, open or none.");
+  }
+  return v;
+}
+
+/** `--allow PATTERN`, repeatable. */
+export const collect = (v: string, prev: string[] = []) => [...prev, v];
+
 /** The longest a timeout in seconds can be: what a timer holds (2^31 - 1 ms, about 24 days). */
 export const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 

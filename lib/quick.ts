@@ -8,7 +8,13 @@
 
 import type { Config } from "./config.ts";
 import { runAgent } from "./agents/run.ts";
-import { CalError } from "./errors.ts";
+import { resolveCredentials } from "./agents/credentials.ts";
+import { getAgent } from "./agents/registry.ts";
+import { CalError, usageError } from "./errors.ts";
+import { noLogin } from "./github/api.ts";
+import { hostToken } from "./github/token.ts";
+import type { NetworkMode } from "./network/policy.ts";
+import { readVm } from "./store.ts";
 import { reason } from "./process.ts";
 import { checkRepoSlug, clone, commit } from "./github/repos.ts";
 import { init, start } from "./lifecycle.ts";
@@ -31,6 +37,34 @@ export interface QuickOptions {
   push?: boolean;
   pr?: boolean;
   autonomous?: boolean;
+  /** Put the real agent key into the guest where cal's proxy cannot swap it (a warning). */
+  passKey?: boolean;
+  /** For a new workspace: its egress mode and extra allowed rules. */
+  network?: NetworkMode;
+  allow?: string[];
+}
+
+/**
+ * Every credential the job will need, checked before anything is made or changed: the agent's
+ * key (on the host, never in the guest) and a GitHub login (the host's, which the broker uses,
+ * or the workspace's own).
+ */
+async function checkCredentials(name: string, o: QuickOptions, config: Config): Promise<void> {
+  const vm = await readVm(name).catch(() => undefined);
+  if (o.command === undefined) {
+    const agent = o.agent ?? vm?.agent;
+    if (!agent) {
+      throw usageError(
+        `cal quick needs to know which agent runs in "${name}".`,
+        "Pass --agent (e.g. --agent claude-code), or --command to run a command instead.",
+      );
+    }
+    await resolveCredentials(await getAgent(agent)); // a missing key: exit 2, saying where to put it
+  }
+  const host = config.github.host ?? "github.com";
+  if (!vm?.github?.authenticated && !(await hostToken(host))) {
+    throw noLogin(host, name, " Nothing was created.");
+  }
 }
 
 export async function quick(
@@ -40,10 +74,16 @@ export async function quick(
   out: Output,
 ): Promise<CalRecord[]> {
   const repoName = checkRepoSlug(o.repo); // before anything is made
+  await checkCredentials(name, o, config);
   const records: CalRecord[] = [];
   if (!(await exists(paths.vmDir(name)))) {
     records.push(
-      await init(name, config, { settings: o.provider ? { provider: o.provider } : {} }, out),
+      await init(name, config, {
+        settings: o.provider ? { provider: o.provider } : {},
+        ...(o.agent ? { agent: o.agent } : {}),
+        ...(o.network ? { network: o.network } : {}),
+        ...(o.allow ? { allow: o.allow } : {}),
+      }, out),
     );
   }
   let w = await load(name);
@@ -80,7 +120,14 @@ export async function quick(
   } else {
     const run = await runAgent(
       name,
-      { agent: o.agent, prompt: o.prompt, autonomous: o.autonomous, yes: true, repo: repoName },
+      {
+        agent: o.agent,
+        prompt: o.prompt,
+        autonomous: o.autonomous,
+        yes: true,
+        repo: repoName,
+        ...(o.passKey ? { passKey: true } : {}),
+      },
       config,
       out,
     );
