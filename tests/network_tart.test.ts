@@ -109,6 +109,12 @@ describe("egress from a Tart guest", { skip: REAL_TART && "runs on the fake tart
         `env -i HOME="$HOME" /bin/sh -lc 'printf "%s\\n" "$HTTP_PROXY"'`,
     );
     assert.deepEqual(shells.stdout.trim().split("\n"), [upper, upper], show(shells));
+    // The proxy's trust bundle (its CA, for agents whose keys it swaps), as the host has it.
+    const bundle = await Deno.readTextFile(
+      join(rig.env.CAL_HOME, "isolation", "vms", ws, "net", "ca.pem"),
+    );
+    const copied = await guest('cat "$HOME/.cal-env/proxy-ca.pem"');
+    assert.equal(copied.stdout, bundle);
     const extra = Deno.env.get("NODE_EXTRA_CA_CERTS");
     if (extra) {
       const ca = await guest('cat "$NODE_EXTRA_CA_CERTS"; echo; echo "$NODE_EXTRA_CA_CERTS"');

@@ -8,7 +8,8 @@
  * - launchd jobs get through `launchctl setenv` (macOS; the fake tart has no launchctl),
  *
  * plus the host's CA files (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, …), copied into
- * `~/.cal-env/ca-N.pem`, so clients trust what the host trusts (TLS inspection).
+ * `~/.cal-env/ca-N.pem`, so clients trust what the host trusts (TLS inspection), and the
+ * proxy's own trust bundle (`~/.cal-env/proxy-ca.pem`) for agents whose keys it swaps.
  *
  * Everything here is the guest's: it may change or delete it, which only changes its own reach
  * through the proxy, never the policy. The proxy's token keeps other machines on the vmnet
@@ -24,11 +25,19 @@ import { proxyEnvironment } from "../guest/sandbox.ts";
 import { reason } from "../process.ts";
 import type { Provider } from "../provider.ts";
 import { quote } from "../shell.ts";
+import { join } from "node:path";
+import { paths } from "../paths.ts";
+import { BUNDLE_NAME } from "./ca.ts";
 import { ensureProxy } from "./daemon.ts";
 import { loadPolicy } from "./settings.ts";
 import { vmnetGateway, waitBindable } from "./vmnet.ts";
 
 export const NETWORK_FILE = ".cal-env/network";
+/**
+ * The proxy's trust bundle (its workspace CA, then the host's roots; network/ca.ts), copied for
+ * an agent whose keys the proxy swaps: no variable points at it, the agent's hand-off does.
+ */
+export const PROXY_BUNDLE_FILE = ".cal-env/proxy-ca.pem";
 
 /** The variables cal sets (and unsets again when the network is opened). */
 const PROXY_VARIABLES = Object.keys(proxyEnvironment("http://x"));
@@ -70,18 +79,6 @@ export function renderNetworkFile(env: Record<string, string>, note: string): st
     `# ${note}`,
     ...Object.entries(env).map(([k, v]) => `export ${k}=${quote(v)}`),
   ].join("\n") + "\n";
-}
-
-/**
- * NO_PROXY as the config says (`isolation.network.no_proxy`: what the guest reaches directly,
- * its own services), else the usual loopback names.
- */
-function configNoProxy(network: object): string {
-  const v = (network as Record<string, unknown>).no_proxy;
-  const list = Array.isArray(v) && v.every((x) => typeof x === "string")
-    ? v
-    : ["localhost", "127.0.0.1", "::1"];
-  return list.join(",");
 }
 
 const HOOK = `[ -r "$HOME/${NETWORK_FILE}" ] && . "$HOME/${NETWORK_FILE}" # cal: the network`;
@@ -161,12 +158,11 @@ export async function networkReady(
   }
   const proxy = await ensureProxy(name, { tcp: { host: gateway, port: 0 } }, { token: true });
   const url = `http://srt:${proxy.token}@${gateway}:${proxy.tcp!.port}`;
-  const noProxy = configNoProxy((await loadConfig()).network);
-  const env: Record<string, string> = {
-    ...proxyEnvironment(url),
-    NO_PROXY: noProxy,
-    no_proxy: noProxy,
-  };
+  // NO_PROXY as the config says (what the guest reaches directly: its own services).
+  const env = proxyEnvironment(url, (await loadConfig()).network.no_proxy);
+  const bundle = await Deno.readTextFile(join(paths.vmDir(name), "net", BUNDLE_NAME))
+    .catch(() => "");
+  if (bundle) await write(g, PROXY_BUNDLE_FILE, bundle, "644");
   const ca = hostCaFiles();
   for (const [i, file] of ca.files.entries()) {
     await write(g, `.cal-env/ca-${i}.pem`, await Deno.readTextFile(file), "644");
