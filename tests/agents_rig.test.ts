@@ -26,6 +26,8 @@ fs.appendFileSync(process.env.HOME + "/agent-calls.ndjson", JSON.stringify({
   name, argv, cwd: process.cwd(), env: Object.keys(process.env).sort(),
   keyLength: (process.env.ANTHROPIC_API_KEY || process.env.CURSOR_API_KEY || process.env.OPENAI_API_KEY || process.env.GEMINI_API_KEY || "").length,
   standIn: /^cal-standin-[0-9a-f]{48}$/.test(process.env.ANTHROPIC_API_KEY || process.env.CURSOR_API_KEY || process.env.OPENAI_API_KEY || process.env.GEMINI_API_KEY || ""),
+  // A stand-in's last 20 characters (what Claude records of an approved key); never a key's.
+  standInTail: /^cal-standin-/.test(process.env.ANTHROPIC_API_KEY || "") ? process.env.ANTHROPIC_API_KEY.slice(-20) : undefined,
 }) + "\\n");
 setTimeout(() => {
   if (argv.includes("-p")) console.log(JSON.stringify({ type: "result", subtype: "success", is_error: false, result: "done", session_id: "ses-42", total_cost_usd: 0.05, permission_denials: [] }));
@@ -168,6 +170,12 @@ function suite(provider: TestProvider) {
           assert.equal(c.cwd, "/Users/admin/workspace");
           if (swapped(agent)) {
             assert.equal(c.standIn, true, "the agent got a stand-in, not the key");
+            if (agent === "claude-code") {
+              // Claude's key approval is pre-seeded for this session's stand-in alone.
+              const state = await rig.vm(["ssh", ws, "cat ~/.claude.json"]);
+              const approved = JSON.parse(state.stdout).customApiKeyResponses?.approved;
+              assert.deepEqual(approved, [c.standInTail]);
+            }
           } else {
             assert.equal(c.keyLength, SECRET.length, "with --pass-key the key reached the agent");
             assert.match(r.stderr, /--pass-key: the real \w+ goes into/);

@@ -61,6 +61,11 @@ export interface AgentContext {
   version?: string;
   /** Names of the credential variables the run will have (never their values). */
   credentials: string[];
+  /**
+   * The stand-ins this run's agent gets for its keys, by name, when cal's proxy keeps the real
+   * ones on the host (never a real key): what the agent records of its key may be pre-seeded.
+   */
+  standIns?: Record<string, string>;
 }
 
 export interface RunRequest {

@@ -172,24 +172,27 @@ export async function runAgent(
     guest = await connect(w);
   }
 
-  const detected = (await detect(guest, plugin))!;
-  const ctx = await contextFor(w, guest, plugin, config, {
-    repo: opts.repo,
-    version: detected.version,
-    credentials,
-  });
-  const files = await configureAgent(guest, plugin, ctx);
-  out.event("configure", `Configured ${plugin.displayName}: ${files.join(", ")}`, {
-    workspace: name,
-  });
-  const request = { prompt: opts.prompt, autonomous: !!opts.autonomous };
-  const argv = [detected.binary, ...plugin.args(ctx, request)];
   // The keys' session: opened after the snapshot (which restarts the workspace and its proxy),
   // held while the agent runs, ended with it (its stand-ins are worthless from then on).
   const keys = await handOff(name, w.provider.name, plugin, credentials, {
     passKey: opts.passKey,
     warn: (m) => out.warn(m, name),
   });
+  const detected = (await detect(guest, plugin))!;
+  const ctx = {
+    ...await contextFor(w, guest, plugin, config, {
+      repo: opts.repo,
+      version: detected.version,
+      credentials,
+    }),
+    ...(keys.mode === "swapped" ? { standIns: keys.secrets } : {}),
+  };
+  const files = await configureAgent(guest, plugin, ctx);
+  out.event("configure", `Configured ${plugin.displayName}: ${files.join(", ")}`, {
+    workspace: name,
+  });
+  const request = { prompt: opts.prompt, autonomous: !!opts.autonomous };
+  const argv = [detected.binary, ...plugin.args(ctx, request)];
   const env = { ...launchEnv(plugin, ctx, request), ...keys.env };
   const launch = async (g: Guest, l: Omit<Launch, "secrets">) => {
     try {

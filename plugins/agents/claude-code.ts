@@ -94,12 +94,13 @@ const plugin: AgentPlugin = {
         },
       },
       {
-        // First-run gates: onboarding and per-project trust. Never the API key's approval: Claude
-        // records it as the key's last 20 characters, and no part of a key goes into the guest.
+        // First-run gates: onboarding, per-project trust, and the API key's approval (Claude
+        // records a key as its last 20 characters) only for a stand-in: no part of a real key
+        // goes into the guest.
         path: ".claude.json",
         format: "json",
         mode: 0o600,
-        edit(cur) {
+        edit(cur, before) {
           const owned: Owned = {};
           const next = structuredClone(cur);
           next.hasCompletedOnboarding = true;
@@ -107,6 +108,14 @@ const plugin: AgentPlugin = {
           setPath(next, "projects", { ...(next.projects as object ?? {}) });
           const projects = next.projects as Record<string, Record<string, unknown>>;
           projects[ctx.workdir] = { ...projects[ctx.workdir], hasTrustDialogAccepted: true };
+          const standIn = ctx.standIns?.ANTHROPIC_API_KEY;
+          // The last session's approval goes when this one's comes (an owned list entry).
+          const approved = standIn ? [standIn.slice(-20)] : [];
+          if (standIn || before["customApiKeyResponses.approved"]?.length) {
+            mergeOwnedList(next, "customApiKeyResponses.approved", approved, before, owned);
+            const r = next.customApiKeyResponses as Record<string, unknown>;
+            if (!Array.isArray(r.rejected)) r.rejected = [];
+          }
           return { next, owned };
         },
       },
