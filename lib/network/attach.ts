@@ -18,7 +18,7 @@ import { loadConfig } from "../config.ts";
 import { paths } from "../paths.ts";
 import type { StartOptions } from "../provider.ts";
 import { ensureProxy, runningProxy, stopProxy } from "./daemon.ts";
-import { loadPolicy, readWorkspaceNetwork } from "./settings.ts";
+import { effectiveMode } from "./manage.ts";
 import { vmnetGateway } from "./vmnet.ts";
 
 /** The proxy's socket for a workspace (its folder is bound into a sandbox guest). */
@@ -35,12 +35,7 @@ export async function networkForStart(
   initNetwork?: unknown,
 ): Promise<NonNullable<StartOptions["network"]>> {
   // A damaged policy refuses the start, naming its file.
-  let { mode } = await loadPolicy(name);
-  if (
-    !(await readWorkspaceNetwork(name)).mode && (initNetwork === "host" || initNetwork === "none")
-  ) {
-    mode = initNetwork === "host" ? "open" : "none";
-  }
+  const mode = await effectiveMode(name, initNetwork);
   if (mode !== "open" && provider === "tart") {
     // Softnet is told the gateway; the port is the running proxy's, or picked when it starts.
     const host = await vmnetGateway();
