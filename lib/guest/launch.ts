@@ -1,5 +1,7 @@
 /**
- * Launching a program in the guest with secrets in its environment.
+ * Launching a program in the guest with secrets in its environment. For an agent these are the
+ * stand-ins of its keys (agents/credentials.ts: the real values stay with the workspace's proxy),
+ * or the real keys only with `--pass-key`.
  *
  * Secret values never appear in an argument list (on either side, where `ps` would show them)
  * and never touch a disk: cal makes a FIFO in the guest, a second SSH session writes the values
