@@ -27,9 +27,27 @@ done | while IFS= read -r g; do
   printf '%s\\t%s\\t%s\\n' "$r" "$c" "$u"
 done`;
 
-/** Repositories in the guest holding work that is nowhere else. */
+/** The most of the guest's answer cal reads: far more than any real list of repositories. */
+const MAX_ANSWER = 4 * 1024 * 1024;
+
+/**
+ * Repositories in the guest holding work that is nowhere else. The guest is hostile: the shell
+ * is the system's (an `sh` first on the guest's PATH is the guest's own program), and its answer
+ * is cut by the system's head, so a guest that answers gigabytes cannot make cal hold them.
+ */
 export async function findUnsavedWork(guest: Guest): Promise<UnsavedWork[]> {
-  const r = await guest.sh(quoteArgs(["sh", "-c", SCAN]), { timeoutMs: 60_000 });
+  const r = await guest.sh(
+    `${quoteArgs(["/bin/sh", "-c", SCAN])} 2>/dev/null | /usr/bin/head -c ${MAX_ANSWER + 1}`,
+    { timeoutMs: 60_000 },
+  );
+  if (new TextEncoder().encode(r.stdout).length > MAX_ANSWER) {
+    throw new CalError(
+      `Looking for unsaved work in "${guest.workspace}" failed: its answer was larger than ${
+        MAX_ANSWER / 1024 / 1024
+      } MB.`,
+      { workspace: guest.workspace },
+    );
+  }
   if (r.code !== 0) {
     // Never "nothing unsaved" from a look that did not happen.
     throw new CalError(`Looking for unsaved work in "${guest.workspace}" failed: ${reason(r)}`, {

@@ -103,7 +103,7 @@ const ESCAPES: [string, string][] = [
   ["names: DEL", "\x7f"],
   ["names: carriage return", "\r"],
   ["forged perl: escapes in listed names", "\x1b]0;forged"],
-  ["forged sh: escapes in unsaved-work lines", "\x1b]52;c;c2g="],
+  ["unsaved work: escapes in repository names (forged by sh, or real)", "\x1b]52;c;c2g="],
   ["agent: escapes in its output", "YWdlbnQ="],
   ["agent: escapes in its output", "\x1b]2;agent"],
   ["agent: escapes in its --version", "\x1b]0;version"],
@@ -205,11 +205,23 @@ EOF
 cat > "$H/sh" <<'EOF'
 #!/bin/sh
 case "$2" in *"for top in"*)
+  # Past V8's longest string (~536 M characters) when asked to: the host must not keep it all.
+  if [ -f /opt/homebrew/share/hostile/huge-sh ]; then
+    /usr/bin/head -c 600000000 /dev/zero | /usr/bin/tr '\0' a; exit 0
+  fi
   printf '%s\t3\t1\n' "$HOME/workspace/$(printf '\033]52;c;c2g=\007')forged-sh" "-rf" "$(printf 'evil\rrepo')" ;;
 esac
 exec /bin/sh "$@"
 EOF
-for t in perl tar sh; do
+# dirname, which the look for unsaved work runs from the PATH: 8 MB for a repository, when asked.
+cat > "$H/dirname" <<'EOF'
+#!/bin/sh
+if [ -f /opt/homebrew/share/hostile/huge-sh ]; then
+  /usr/bin/head -c 8000000 /dev/zero | /usr/bin/tr '\0' a; exit 0
+fi
+exec /usr/bin/dirname "$@"
+EOF
+for t in perl tar sh dirname; do
   chmod 755 "$H/$t"
   cp "$H/$t" "/opt/homebrew/bin/$t"
   cp "$H/$t" "$HOME/.local/bin/$t"
@@ -245,6 +257,9 @@ mv .ssh .ssh-real; ln -s "$V/home-ssh" .ssh
 mkdir -p "$V/home-workspace"; rm -rf workspace; ln -s "$V/home-workspace" workspace
 R="$V/home-workspace/$(printf '\033]0;pwned\007')repo"
 mkdir -p "$R"; git -C "$R" init -q; printf x > "$R/dirty"
+# And a real one in a real folder, which the look for unsaved work finds itself.
+C="code/$(printf '\033]52;c;c2g=\007')real"
+mkdir -p "$C"; git -C "$C" init -q; printf x > "$C/dirty"
 mkdir -p "$V/home-cal-agents"; rm -rf .cal-agents; ln -s "$V/home-cal-agents" .cal-agents
 printf '{}' > "$V/home-claude.json"; rm -f .claude.json; ln -s "$V/home-claude.json" .claude.json
 mkdir -p "$V/home-cal-env"; rm -rf .cal-env; ln -s "$V/home-cal-env" .cal-env
@@ -682,6 +697,7 @@ function suite(provider: TestProvider) {
         "names: newlines and leading dashes",
         INJECT_TRICK,
         "huge listing",
+        "forged sh: a huge answer to the unsaved-work look",
         ...(provider === "sandbox" ? [...NET_TRICKS, KEYS_TRICK] : []),
       ]);
       console.log(
@@ -1046,6 +1062,27 @@ function suite(provider: TestProvider) {
       const forced = await verb("rollback", () => rig.snap(["rollback", ws, "--force", "--human"]));
       await ensureRunning();
       assertNone([...refused.f, ...forced.f]);
+    });
+
+    it("snapshot restore (the look for unsaved work answered with 600 MB by sh, 8 MB by dirname)", async () => {
+      await guest(`printf 1 > /opt/homebrew/share/hostile/huge-sh`);
+      const { r, f } = await verb(
+        "snapshot restore (huge unsaved-work answer)",
+        () => rig.snap(["restore", ws, "--name", "s1", "--human"]),
+      );
+      await guest(`rm -f /opt/homebrew/share/hostile/huge-sh`);
+      // Refused (the look failed or found the forged work), never cal falling over or
+      // printing what the guest sent whole.
+      const printed = r.stdout.length + r.stderr.length;
+      if (r.code === 0 || /bug in cal|Invalid string length/.test(r.stderr) || printed > 200_000) {
+        const x = {
+          verb: "snapshot restore (huge unsaved-work answer)",
+          trick: "forged sh: a huge answer to the unsaved-work look",
+          what: `exit ${r.code}, ${printed} characters: ${JSON.stringify(r.stderr.slice(0, 300))}`,
+        };
+        findings.push(x), f.push(x);
+      }
+      assertNone(f);
     });
 
     it("snapshot restore (first refused: the forged unsaved work)", async () => {
