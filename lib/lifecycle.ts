@@ -335,6 +335,8 @@ async function waitReady(
         return ep.host;
       }
       lastReason = probe.reason;
+      // This host's ssh fails the same way on every try: waiting the boot timeout cannot help.
+      if (probe.local) throw guest.sshError(probe.reason);
       if (/Permission denied/.test(probe.reason)) {
         if (keyInstalled) {
           throw new CalError(

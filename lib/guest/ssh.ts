@@ -33,6 +33,13 @@ export const PREAMBLE =
 const SSH_FAILURE =
   /^(ssh: |kex_exchange_identification|Connection (refused|closed|timed out|reset)|(\S+: )?Permission denied \(|Host key verification failed|.*port \d+: (Connection refused|Operation timed out|No route))/m;
 
+/**
+ * ssh's failures on this host, before or after any guest had a say: the same on every try, so a
+ * wait for the guest ends at once.
+ */
+const LOCAL_FAILURE =
+  /too long for Unix domain socket|ControlPath too long|Bad configuration option|bad configuration options|no argument after keyword|Unsupported option|Bad owner or permissions on|Could not create directory|Too many arguments|keyword \S+ extra arguments/i;
+
 export interface ExecOptions {
   /** Text for the remote command's stdin (how secrets reach the guest). */
   stdin?: string;
@@ -174,13 +181,20 @@ export class Guest {
   }
 
   /** A real login with the workspace key: `true` when it works. */
-  async probe(timeoutSeconds = 5): Promise<{ ok: boolean; reason: string }> {
+  async probe(
+    timeoutSeconds = 5,
+  ): Promise<{ ok: boolean; reason: string; local: boolean }> {
     const r = await run(
       "ssh",
       [...this.base(), "-o", `ConnectTimeout=${timeoutSeconds}`, this.alias, "true"],
       { timeoutMs: (timeoutSeconds + 5) * 1000, installHint: SSH_HINT },
     );
-    return { ok: r.code === 0, reason: r.timedOut ? "timed out" : r.stderr.trim() };
+    return {
+      ok: r.code === 0,
+      reason: r.timedOut ? "timed out" : r.stderr.trim(),
+      // Waiting cannot help: this ssh fails the same way on every try, whatever the guest does.
+      local: r.code === 255 && LOCAL_FAILURE.test(r.stderr),
+    };
   }
 
   /**
@@ -242,9 +256,18 @@ export class Guest {
   }
 
   sshError(stderr: string): CalError {
-    const said = stderr.trim().split("\n").filter(Boolean).pop() ?? "no message";
+    const lines = stderr.trim().split("\n").filter(Boolean);
+    const said = safeText(
+      lines.find((l) => LOCAL_FAILURE.test(l)) ?? lines.pop() ?? "no message",
+    );
     let hint = `Check that the workspace is running: \`cal-vm status ${this.workspace}\`.`;
-    if (/Permission denied/.test(said)) {
+    if (/Unix domain socket|ControlPath too long/.test(said)) {
+      hint = "The path of cal's folder (CAL_HOME) is too long for ssh's control socket: set " +
+        "CAL_HOME to a shorter path.";
+    } else if (LOCAL_FAILURE.test(said)) {
+      hint = `ssh on this host refused its settings (${this.configFile}): this is a bug in cal ` +
+        "unless that file was edited; `cal-vm start` writes it again.";
+    } else if (/Permission denied/.test(said)) {
       hint = "The guest refused the workspace's key. Restart the workspace (`cal-vm stop " +
         `${this.workspace} && cal-vm start ${this.workspace}\`): start re-installs the key ` +
         "with the image's password.";
@@ -263,12 +286,29 @@ export class Guest {
 }
 
 /**
- * The folder for ControlMaster sockets. Unix socket paths are limited (104 bytes on macOS), so
- * when `~/.cal/run` is too long a short per-user folder under /tmp is used instead.
+ * A Unix socket's path, its NUL included, fits in sockaddr_un's sun_path: 104 bytes on macOS and
+ * the BSDs, 108 on Linux.
+ */
+const SUN_PATH = Deno.build.os === "linux" ? 108 : 104;
+
+/**
+ * What ssh adds to the ControlPath folder: `/`, the 40 hex characters of %C, and while it binds
+ * the socket a temporary suffix (`.` and 16 characters), then the NUL.
+ */
+const SOCKET_SUFFIX = 1 + 40 + 1 + 16 + 1;
+
+/** Whether ssh can bind a control socket in `dir` (its length in bytes, as the kernel counts). */
+export function controlDirFits(dir: string): boolean {
+  return new TextEncoder().encode(dir).length + SOCKET_SUFFIX <= SUN_PATH;
+}
+
+/**
+ * The folder for ControlMaster sockets. Unix socket paths are limited, so when `~/.cal/run` is
+ * too long a short per-user folder under /tmp is used instead.
  */
 async function controlDir(): Promise<string> {
   let dir = join(calHome(), "run");
-  if (dir.length + 42 > 100) {
+  if (!controlDirFits(dir)) {
     const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(calHome()));
     const hex = [...new Uint8Array(digest)].slice(0, 4).map((b) => b.toString(16).padStart(2, "0"))
       .join("");
