@@ -18,6 +18,8 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 /** Stable machine-readable error codes, carried in `error` records. */
 export type ErrorCode =
   | "usage"
+  // The person answered no to cal's question: nothing failed and nothing was changed (exit 2).
+  | "declined"
   | "invalid-config"
   | "not-found"
   | "wrong-state"

@@ -107,7 +107,13 @@ export class Output {
 
   /** The error: two sentences on stderr, plus an `error` record in JSON mode. */
   error(e: CalError): void {
-    const lines = [`${this.stderrIsTerminal ? pc.red("error: ") : "error: "}${e.message}`];
+    // A question answered no is no error: the message says what was kept.
+    const label = e.code === "declined"
+      ? ""
+      : this.stderrIsTerminal
+      ? pc.red("error: ")
+      : "error: ";
+    const lines = [`${label}${e.message}`];
     if (e.hint) lines.push(e.hint);
     let text = forTerminal(lines.join("\n")) + "\n";
     if (this.json) {

@@ -13,7 +13,7 @@ import { stopMachine } from "./lifecycle.ts";
 import { validateName } from "./names.ts";
 import type { Output } from "./output.ts";
 import { paths } from "./paths.ts";
-import { confirm } from "./prompt.ts";
+import { confirm, declined } from "./prompt.ts";
 import type { Provider } from "./provider.ts";
 import { getProvider } from "./providers/registry.ts";
 import type { WorkspaceRecord } from "./records.ts";
@@ -105,7 +105,7 @@ export async function destroy(
       ? `Finish destroying workspace "${name}"${what}? Its destroy was interrupted.`
       : `Destroy workspace "${name}"${what}? Everything inside it is lost.`;
     if (!(await confirm(question, opts))) {
-      throw wrongState(`Kept workspace "${name}".`, "Nothing was changed.", name);
+      throw declined(`Kept workspace "${name}".`, name);
     }
     await removeWorkspace(w, info?.state === "running", snapshots, out);
     return { ...toRecord(w, info), state: "destroyed" };
@@ -251,7 +251,7 @@ export async function cleanup(
   ];
   if (!opts.yes) out.event("cleanup", `cal will remove:\n${lines.join("\n")}`);
   if (!(await confirm("Remove all of this?", opts))) {
-    throw wrongState("Cleanup cancelled.", "Nothing was changed.");
+    throw declined("Cleanup cancelled.");
   }
   const removed: WorkspaceRecord[] = [];
   for (const { w } of p.workspaces) {

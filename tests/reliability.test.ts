@@ -7,7 +7,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REAL_TART, Rig, show } from "./rig_env.ts";
-import { tempDir } from "./helpers.ts";
+import { getDenoDir, REPO, tempDir } from "./helpers.ts";
+import { hasTmux, tmux, waitFor } from "./tmux.ts";
 import { controlDirFits, Guest } from "../lib/guest/ssh.ts";
 
 describe("ssh's control socket", () => {
@@ -68,5 +69,65 @@ describe("start with a CAL_HOME whose run folder is 46 to 58 characters long", {
     assert.equal(r.code, 0, show(r) + ` after ${Date.now() - t0} ms`);
     assert.equal((await rig.vm(["ssh", n, "true"], { env })).code, 0);
     await rig.vm(["stop", n, "--force"], { env });
+  });
+});
+
+describe("destroy's question", { skip: !hasTmux && "tmux is not installed" }, () => {
+  let rig: Rig;
+  const session = `cal-rel-${crypto.randomUUID().slice(0, 8)}`;
+  before(async () => (rig = await Rig.create()));
+  after(async () => {
+    await tmux("kill-session", "-t", session);
+    await rig.close();
+  });
+
+  it("without a terminal: exit 2, the question quoted whole", async () => {
+    const n = rig.name("asked");
+    assert.equal((await rig.vm(["init", n])).code, 0);
+    const r = await rig.vm(["destroy", n]);
+    assert.equal(r.code, 2, show(r));
+    assert.match(
+      r.stderr,
+      /cal needs a confirmation and there is no terminal to ask: Destroy workspace "asked"\? Everything inside it is lost\.\n/,
+    );
+    assert.doesNotMatch(r.stderr, /lost\.:/);
+  });
+
+  it("answered no: the workspace is kept, exit 2, and no error: is printed", async () => {
+    const n = rig.name("kept");
+    assert.equal((await rig.vm(["init", n])).code, 0);
+    const env = Object.entries({ ...rig.env, DENO_DIR: await getDenoDir(), TERM: "xterm" })
+      .map(([k, v]) => `${k}=${v}`);
+    await tmux(
+      "new-session",
+      "-d",
+      "-s",
+      session,
+      "-x",
+      "120",
+      "-y",
+      "30",
+      "env",
+      ...env,
+      "sh",
+      "-c",
+      `"$@"; echo "[exit $?]"; sleep 60`,
+      "cal-rel",
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--quiet",
+      join(REPO, "commands", "cal-vm.ts"),
+      "destroy",
+      n,
+    );
+    await waitFor(session, /Everything inside it is lost\. \[y\/N\]/);
+    await tmux("send-keys", "-t", session, "n", "Enter");
+    const screen = await waitFor(session, /\[exit \d+\]/);
+    assert.match(screen, /\[exit 2\]/, screen);
+    assert.match(screen, /^Kept workspace "kept"\.$/m, screen);
+    assert.match(screen, /^Nothing was changed\.$/m, screen);
+    assert.doesNotMatch(screen, /error/i, screen);
+    assert.equal((await rig.vm(["status", n])).code, 0, "the workspace is still there");
   });
 });
