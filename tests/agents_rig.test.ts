@@ -1,9 +1,9 @@
 /**
  * cal-agent on the rig: stand-in agents in a real guest record their argv, cwd and environment
  * names; credentials travel in no argument list and land in no file under ~/.cal; in a sandbox
- * (its egress through cal's proxy) the agent gets a stand-in, never the key, and where the key
- * cannot stay on the host (Tart for now, Cursor CLI) a run needs --pass-key; config files are
- * written in each agent's format.
+ * and a Tart VM (their egress through cal's proxy) the agent gets a stand-in, never the key, and
+ * where the key cannot stay on the host (Cursor CLI, an open network) a run needs --pass-key;
+ * config files are written in each agent's format.
  */
 
 import { after, before, describe, it } from "node:test";
@@ -39,9 +39,9 @@ function suite(provider: TestProvider) {
   describe(`agents in a workspace (${provider})`, () => {
     let rig: Rig;
     let ws: string;
-    /** Tart does not send agents through cal's proxy yet: its runs need --pass-key. */
-    const swaps = provider === "sandbox";
-    const keyFlags = swaps ? [] : ["--pass-key"];
+    /** Both providers send the agent through cal's proxy (allowlist, the default network). */
+    const swaps = true;
+    const keyFlags: string[] = [];
     /** Whether `agent`'s key stays on the host in this suite (Cursor CLI's cannot). */
     const swapped = (agent: string) => swaps && agent !== "cursor-cli";
     const env = () => ({
@@ -452,8 +452,8 @@ function suite(provider: TestProvider) {
     });
 
     it("a key that cannot stay on the host needs --pass-key: refused before the agent starts (2)", async () => {
-      // Cursor CLI does not say how its key travels; on Tart no agent goes through cal's proxy yet.
-      for (const agent of swaps ? ["cursor-cli"] : ["cursor-cli", "claude-code"]) {
+      // Cursor CLI does not say how its key travels.
+      for (const agent of ["cursor-cli"]) {
         const r = await rig.cal([
           "isolation",
           "run",
@@ -471,7 +471,7 @@ function suite(provider: TestProvider) {
         assert.deepEqual(await calls(), [], `${agent} was not started`);
       }
       if (swaps) {
-        // In a sandbox whose network is open there is no proxy to swap the key.
+        // In a workspace whose network is open there is no proxy to swap the key.
         assert.equal((await rig.vm(["net", "mode", ws, "open"])).code, 0);
         assert.equal((await rig.vm(["stop", ws])).code, 0);
         assert.equal((await rig.vm(["start", ws])).code, 0);

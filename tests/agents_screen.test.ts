@@ -82,8 +82,6 @@ function suite(provider: TestProvider) {
           "--agent",
           "claude-code",
           "--no-snapshot",
-          // Tart does not send agents through cal's proxy yet: the key goes in only when asked.
-          ...(provider === "tart" ? ["--pass-key"] : []),
         );
       }
 

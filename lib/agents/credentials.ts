@@ -8,11 +8,12 @@
  */
 
 import { CalError, ExitCode } from "../errors.ts";
-import { PROXY } from "../guest/sandbox.ts";
+import { MAC_ADMIN, PROXY } from "../guest/sandbox.ts";
 import { keychainGet } from "../keychain.ts";
 import { BUNDLE_NAME } from "../network/ca.ts";
 import { controlSocket, openSession } from "../network/credentials.ts";
 import { runningProxy } from "../network/daemon.ts";
+import { PROXY_BUNDLE_FILE } from "../network/guest_env.ts";
 import { paths } from "../paths.ts";
 import type { AgentPlugin } from "./plugin.ts";
 
@@ -65,8 +66,11 @@ export interface HandOff {
 
 /** Where a provider's guest sees the proxy's trust bundle, when its agent goes through the proxy. */
 function guestBundle(provider: string): string | undefined {
-  // The sandbox sees `<vmDir>/net` read-only at /run/cal-net (lib/guest/sandbox.ts, PROXY.dir).
-  return provider === "sandbox" ? `${PROXY.dir}/${BUNDLE_NAME}` : undefined;
+  // The sandbox sees `<vmDir>/net` read-only at /run/cal-net (lib/guest/sandbox.ts, PROXY.dir);
+  // a Tart VM gets a copy in its admin's home at each start (network/guest_env.ts).
+  if (provider === "sandbox") return `${PROXY.dir}/${BUNDLE_NAME}`;
+  if (provider === "tart") return `${MAC_ADMIN.home}/${PROXY_BUNDLE_FILE}`;
+  return undefined;
 }
 
 /**
@@ -89,7 +93,7 @@ export function cannotSwap(
     return `the ${provider} provider does not send agents through cal's proxy yet`;
   }
   const proxy = runningProxy(name);
-  if (!proxy?.socketPath || !exists(controlSocket(paths.vmDir(name)))) {
+  if (!(proxy?.socketPath || proxy?.tcp) || !exists(controlSocket(paths.vmDir(name)))) {
     return `the workspace's network does not go through cal's proxy (its mode is open, or the proxy is not running)`;
   }
   return undefined;
@@ -131,7 +135,7 @@ export async function handOff(
       exit: ExitCode.usage,
       workspace: name,
       hint: "Pass --pass-key to put the real key into the guest (the agent can then read it), " +
-        `or run it where cal's proxy can swap it (sandbox, network mode allowlist: \`cal-vm net mode ${name} allowlist\` and restart).`,
+        `or let cal's proxy swap it: network mode allowlist (\`cal-vm net mode ${name} allowlist\`, then restart).`,
     });
   }
   const session = await openSession(
