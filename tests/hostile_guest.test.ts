@@ -287,6 +287,9 @@ chmod 755 "$HOME/.local/bin/claude"
 # Another agent whose version carries escapes right after the number (cal-agent list prints it).
 cat > "$HOME/.local/bin/codex" <<'EOF'
 #!/bin/sh
+if [ -f /opt/homebrew/share/hostile/huge-version ]; then
+  /usr/bin/head -c 600000000 /dev/zero | /usr/bin/tr '\0' a; exit 0
+fi
 printf 'codex-cli 0.1.0\033]0;version\007\033[2J\n'
 EOF
 chmod 755 "$HOME/.local/bin/codex"
@@ -698,6 +701,7 @@ function suite(provider: TestProvider) {
         INJECT_TRICK,
         "huge listing",
         "forged sh: a huge answer to the unsaved-work look",
+        "agent: a huge --version answer",
         ...(provider === "sandbox" ? [...NET_TRICKS, KEYS_TRICK] : []),
       ]);
       console.log(
@@ -994,6 +998,26 @@ function suite(provider: TestProvider) {
           () => rig.agent(["configure", ws, "claude-code", "--human"]),
         )).f,
       ];
+      assertNone(f);
+    });
+
+    it("agent list (an agent's --version answers 600 MB)", async () => {
+      await guest(`printf 1 > /opt/homebrew/share/hostile/huge-version`);
+      const { r, f } = await verb(
+        "agent list (huge --version)",
+        () => rig.agent(["list", ws, "--human"]),
+      );
+      await guest(`rm -f /opt/homebrew/share/hostile/huge-version`);
+      // The version is the guest's text: read within a bound, never cal falling over on it.
+      const printed = r.stdout.length + r.stderr.length;
+      if (/bug in cal|Invalid string length/.test(r.stderr) || printed > 200_000) {
+        const x = {
+          verb: "agent list (huge --version)",
+          trick: "agent: a huge --version answer",
+          what: `exit ${r.code}, ${printed} characters: ${JSON.stringify(r.stderr.slice(0, 200))}`,
+        };
+        findings.push(x), f.push(x);
+      }
       assertNone(f);
     });
 
