@@ -24,6 +24,8 @@ export interface RunResult {
   stdout: string;
   stderr: string;
   timedOut: boolean;
+  /** stdout or stderr was longer than MAX_CAPTURE and kept only up to it. */
+  truncated?: boolean;
 }
 
 /**
@@ -78,32 +80,55 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
     await w.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
     await w.close().catch(() => {});
   }
-  const [stdout, stderr, status] = await Promise.all([
+  const [out, err, status] = await Promise.all([
     readText(child.stdout, opts.onLine),
     readText(child.stderr),
     child.status,
   ]);
   if (timer !== undefined) clearTimeout(timer);
-  return { code: status.code, stdout, stderr, timedOut };
+  return {
+    code: status.code,
+    stdout: out.text,
+    stderr: err.text,
+    timedOut,
+    ...(out.cut || err.cut ? { truncated: true } : {}),
+  };
 }
+
+/**
+ * The most of a command's stdout or stderr kept (characters): a guest can answer anything, and a
+ * string past ~512 MB cannot exist at all. The rest is read and dropped, so the command ends.
+ */
+export const MAX_CAPTURE = 64 * 1024 * 1024;
+/** A line longer than this is passed to `onLine` in pieces. */
+const MAX_LINE = 64 * 1024;
 
 async function readText(
   stream: ReadableStream<Uint8Array>,
   onLine?: (line: string) => void,
-): Promise<string> {
+): Promise<{ text: string; cut: boolean }> {
   let all = "";
+  let cut = false;
   let pending = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    all += chunk;
+    if (all.length + chunk.length <= MAX_CAPTURE) all += chunk;
+    else {
+      if (!cut) all += chunk.slice(0, MAX_CAPTURE - all.length);
+      cut = true;
+    }
     if (onLine) {
       pending += chunk;
       const lines = pending.split(/\r?\n|\r/);
       pending = lines.pop() ?? "";
       for (const l of lines) if (l.trim()) onLine(l);
+      if (pending.length > MAX_LINE) {
+        onLine(pending);
+        pending = "";
+      }
     }
   }
   if (onLine && pending.trim()) onLine(pending);
-  return all;
+  return { text: all, cut };
 }
 
 /** Finds an executable on PATH (or returns the path itself when it contains a slash). */

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { reason, run } from "../lib/process.ts";
+import { MAX_CAPTURE, reason, run } from "../lib/process.ts";
 
 const result = (stdout: string, stderr: string, code = 1, timedOut = false) => ({
   stdout,
@@ -36,5 +36,16 @@ describe("reason: what a failed command said, in one line", () => {
     const r = await run("sh", ["-c", "echo building; echo 'cp: cannot stat x' >&2; exit 3"]);
     assert.equal(r.code, 3);
     assert.equal(reason(r), "cp: cannot stat x");
+  });
+});
+
+describe("run: a command's output is read within a bound", () => {
+  it("keeps MAX_CAPTURE characters of an endless answer, says so, and the command still ends", async () => {
+    const r = await run("sh", ["-c", `head -c ${MAX_CAPTURE + 5_000_000} /dev/zero | tr '\\0' a`]);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.length, MAX_CAPTURE);
+    assert.equal(r.truncated, true);
+    const small = await run("sh", ["-c", "echo fine"]);
+    assert.equal(small.truncated, undefined);
   });
 });
