@@ -408,6 +408,22 @@ function suite(provider: TestProvider) {
       assert.equal(errorCode(r), "nothing-to-commit");
     });
 
+    it("commit --push with nothing new pushes the commits not pushed yet, and says so", async () => {
+      const head = (await rig.vm(["ssh", ws, "cd ~/workspace/app && git rev-parse HEAD"])).stdout
+        .trim();
+      assert.notEqual((await git(bare, "rev-parse", "refs/heads/agent/feature-work")).trim(), head);
+      const r = await rig.gh(["commit", ws, "--message", "again", "--push"]);
+      assert.equal(r.code, 0, show(r));
+      assert.match(r.stderr, /Nothing new to commit in app; pushing the 1 commit not pushed yet/);
+      assert.equal((await git(bare, "rev-parse", "refs/heads/agent/feature-work")).trim(), head);
+      const log = await rig.vm(["ssh", ws, "cd ~/workspace/app && git log -1 --format=%s"]);
+      assert.equal(log.stdout, "wip\n", "no empty commit was made");
+      const again = await rig.gh(["commit", ws, "--message", "again", "--push"]);
+      assert.equal(again.code, 4, show(again));
+      assert.match(again.stderr, /the working tree is clean and every commit is pushed/);
+      assert.equal(errorCode(again), "nothing-to-commit");
+    });
+
     it("a rejected (non-fast-forward) push keeps the local commit; no force, no reset", async () => {
       // Someone else pushes to the branch first.
       const other = await Deno.makeTempDir();

@@ -437,25 +437,42 @@ export async function commit(
   if (pushing) await guardBranch(guest, dir, name, config);
   const status = await git(guest, dir, ["status", "--porcelain"]);
   if (status.code !== 0) throw ghError("git status", status, name);
-  if (!status.stdout.trim()) {
+  const clean = !status.stdout.trim();
+  // "Commit and push" with nothing new still pushes the commits that are not on the remote yet.
+  const waiting = clean && pushing ? await unpushed(guest, dir, name) : 0;
+  if (clean && !waiting) {
     throw wrongState(
-      `Nothing to commit in ${r.name}: the working tree is clean.`,
-      "Let the agent change something first, or push what is committed with `cal-gh push`.",
+      `Nothing to commit in ${r.name}: the working tree is clean` +
+        (pushing ? " and every commit is pushed." : "."),
+      "Let the agent change something first" +
+        (pushing ? "." : ", or push what is committed with `cal-gh push`."),
       name,
       "nothing-to-commit",
     );
   }
-  const add = await git(guest, dir, ["add", "-A"]);
-  if (add.code !== 0) throw ghError("git add", add, name);
-  const c = await git(guest, dir, [
-    ...await identity(guest, dir, host, w),
-    "commit",
-    "-q",
-    "-m",
-    o.message,
-  ]);
-  if (c.code !== 0) throw ghError("git commit", c, name);
-  out.event("commit", `Committed in ${r.name}: ${o.message.split("\n")[0]}`, { workspace: name });
+  if (clean) {
+    out.event(
+      "nothing-new",
+      `Nothing new to commit in ${r.name}; pushing the ${waiting} commit${
+        waiting === 1 ? "" : "s"
+      } not pushed yet.`,
+      { workspace: name, unpushed: waiting },
+    );
+  } else {
+    const add = await git(guest, dir, ["add", "-A"]);
+    if (add.code !== 0) throw ghError("git add", add, name);
+    const c = await git(guest, dir, [
+      ...await identity(guest, dir, host, w),
+      "commit",
+      "-q",
+      "-m",
+      o.message,
+    ]);
+    if (c.code !== 0) throw ghError("git commit", c, name);
+    out.event("commit", `Committed in ${r.name}: ${o.message.split("\n")[0]}`, {
+      workspace: name,
+    });
+  }
   const results: (RepoRecord | PullRequestRecord)[] = [];
   if (pushing) await pushIn(guest, dir, name, config, host, out, w);
   results.push({
@@ -483,6 +500,19 @@ export async function commit(
     );
   }
   return results;
+}
+
+/**
+ * Commits on the current branch that its remote branch lacks; for a branch never pushed, those
+ * not on the remote's default branch it was cut from.
+ */
+async function unpushed(guest: Guest, dir: string, ws: string): Promise<number> {
+  const branch = await currentBranch(guest, dir, ws);
+  for (const base of [`refs/remotes/origin/${branch}`, "refs/remotes/origin/HEAD"]) {
+    const r = await git(guest, dir, ["rev-list", "--count", `${base}..HEAD`]);
+    if (r.code === 0) return Number(r.stdout.trim()) || 0;
+  }
+  return 0;
 }
 
 async function pushIn(
