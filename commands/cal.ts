@@ -89,6 +89,39 @@ function overview(): string {
   ].join("\n");
 }
 
+/** The known word closest to a mistyped one (as commander suggests for a micro-command's verbs). */
+export function suggest(word: string, known: string[]): string | undefined {
+  // Optimal string alignment distance: a swap of two neighbours ("strat") counts as one edit.
+  const distance = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0][j] = j;
+    for (let i = 1; i <= a.length; i++) {
+      for (let j = 1; j <= b.length; j++) {
+        const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+        d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+        if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+          d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+      }
+    }
+    return d[a.length][b.length];
+  };
+  let best: { word: string; d: number } | undefined;
+  for (const k of known) {
+    const d = distance(word.toLowerCase(), k);
+    // Close enough to be a typo, not merely another short word.
+    if (d <= Math.min(3, Math.floor(k.length * 0.6)) && d < (best?.d ?? Infinity)) {
+      best = { word: k, d };
+    }
+  }
+  return best?.word;
+}
+
+const didYouMean = (word: string, known: string[], prefix: string) => {
+  const s = suggest(word, known);
+  return s ? ` Did you mean \`${prefix}${s}\`?` : "";
+};
+
 function fail(message: string, hint: string): number {
   Deno.stderr.writeSync(new TextEncoder().encode(`error: ${message}\n${hint}\n`));
   return 2;
@@ -121,7 +154,9 @@ export async function main(args: string[]): Promise<number> {
     const target = ISOLATION[verb];
     if (!target) {
       return fail(
-        `"${verb}" is not a cal isolation verb.`,
+        `"${verb}" is not a cal isolation verb.${
+          didYouMean(verb, Object.keys(ISOLATION), "cal isolation ")
+        }`,
         `Known verbs: ${Object.keys(ISOLATION).join(", ")}.`,
       );
     }
@@ -131,7 +166,7 @@ export async function main(args: string[]): Promise<number> {
   const noun = NOUNS[first];
   if (!noun) {
     return fail(
-      `"${first}" is not a cal command.`,
+      `"${first}" is not a cal command.${didYouMean(first, Object.keys(NOUNS), "cal ")}`,
       `Run \`cal --help\`; commands: ${Object.keys(NOUNS).join(", ")}, isolation.`,
     );
   }

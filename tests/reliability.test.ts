@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REAL_TART, Rig, show } from "./rig_env.ts";
-import { getDenoDir, REPO, tempDir } from "./helpers.ts";
+import { getDenoDir, REPO, runTool, tempDir } from "./helpers.ts";
 import { hasTmux, tmux, waitFor } from "./tmux.ts";
 import { controlDirFits, Guest } from "../lib/guest/ssh.ts";
 
@@ -129,5 +129,28 @@ describe("destroy's question", { skip: !hasTmux && "tmux is not installed" }, ()
     assert.match(screen, /^Nothing was changed\.$/m, screen);
     assert.doesNotMatch(screen, /error/i, screen);
     assert.equal((await rig.vm(["status", n])).code, 0, "the workspace is still there");
+  });
+});
+
+describe("a mistyped cal verb", () => {
+  it("cal isolation strat suggests start, as cal-vm strat does; a mistyped noun too", async () => {
+    const home = await tempDir();
+    try {
+      const env = { HOME: home, CAL_HOME: join(home, ".cal") };
+      const r = await runTool("cal", ["isolation", "strat", "ws"], env);
+      assert.equal(r.code, 2, show(r));
+      assert.match(
+        r.stderr,
+        /"strat" is not a cal isolation verb\. Did you mean `cal isolation start`\?/,
+      );
+      const n = await runTool("cal", ["agnet", "list"], env);
+      assert.equal(n.code, 2, show(n));
+      assert.match(n.stderr, /Did you mean `cal agent`\?/);
+      const far = await runTool("cal", ["isolation", "zzz"], env);
+      assert.equal(far.code, 2, show(far));
+      assert.doesNotMatch(far.stderr, /Did you mean/);
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
   });
 });
