@@ -117,3 +117,15 @@ export async function streamRecords<T>(
     for (const p of parts) if (p) into.push(JSON.parse(p));
   }
 }
+
+/** The npm registry this machine uses (`npm config get registry`), the one outside host tests reach. */
+export async function npmRegistry(): Promise<URL> {
+  const o = await new Deno.Command("npm", { args: ["config", "get", "registry"], stdout: "piped" })
+    .output().catch(() => undefined);
+  const text = o ? new TextDecoder().decode(o.stdout).trim() : "";
+  try {
+    return new URL(text || "https://registry.npmjs.org/");
+  } catch {
+    return new URL("https://registry.npmjs.org/");
+  }
+}

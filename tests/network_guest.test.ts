@@ -10,18 +10,11 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Rig, show } from "./rig_env.ts";
+import { npmRegistry } from "./helpers.ts";
 
 const linux = Deno.build.os === "linux";
 const hasSocat = linux &&
   (await new Deno.Command("sh", { args: ["-c", "command -v socat"] }).output()).code === 0;
-
-/** The npm registry this machine uses (reachable here, as from CI). */
-async function registry(): Promise<URL> {
-  const o = await new Deno.Command("npm", { args: ["config", "get", "registry"], stdout: "piped" })
-    .output().catch(() => undefined);
-  const text = o ? new TextDecoder().decode(o.stdout).trim() : "";
-  return new URL(text || "https://registry.npmjs.org/");
-}
 
 describe("egress from a sandbox guest", {
   skip: !hasSocat && "needs Linux and socat (the sandbox's relay to cal's proxy)",
@@ -40,7 +33,7 @@ describe("egress from a sandbox guest", {
     (await rig.vm(["net", "log", ws, "--json"])).records as Record<string, unknown>[];
 
   before(async () => {
-    npm = await registry();
+    npm = await npmRegistry();
     // A service on the host's loopback, as a developer's database or dev server would be.
     server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },

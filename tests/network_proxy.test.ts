@@ -14,17 +14,10 @@ import { join } from "node:path";
 import { type Address, type RunningProxy, startProxy } from "../lib/network/proxy.ts";
 import { DecisionLog, type Entry, readLog } from "../lib/network/log.ts";
 import type { NetworkMode, Policy } from "../lib/network/policy.ts";
-import { getDenoDir, REPO, runTool, tempDir } from "./helpers.ts";
+import { getDenoDir, npmRegistry, REPO, runTool, tempDir } from "./helpers.ts";
 
-/** The npm registry's host, as `npm config get registry` says (the one outside host we reach). */
-async function registryHost(): Promise<string> {
-  try {
-    const out = await new Deno.Command("npm", { args: ["config", "get", "registry"] }).output();
-    return new URL(new TextDecoder().decode(out.stdout).trim()).hostname;
-  } catch {
-    return "registry.npmjs.org";
-  }
-}
+/** The npm registry's host (the one outside host we reach). */
+const registryHost = async () => (await npmRegistry()).hostname;
 
 interface CurlResult {
   code: number;

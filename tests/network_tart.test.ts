@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 import { REAL_TART, Rig, show } from "./rig_env.ts";
+import { npmRegistry } from "./helpers.ts";
 import { FAKE_GATEWAY } from "../lib/network/vmnet.ts";
 import { machineName } from "../lib/names.ts";
 
@@ -20,13 +21,6 @@ const linux = Deno.build.os === "linux";
 const enforced = linux && !REAL_TART && Deno.uid() === 0;
 const notEnforced = !enforced &&
   "the fake tart enforces Softnet only as root on Linux (nsenter into the guest's namespace)";
-
-async function registry(): Promise<URL> {
-  const o = await new Deno.Command("npm", { args: ["config", "get", "registry"], stdout: "piped" })
-    .output().catch(() => undefined);
-  const text = o ? new TextDecoder().decode(o.stdout).trim() : "";
-  return new URL(text || "https://registry.npmjs.org/");
-}
 
 const runCalls = async (rig: Rig, ws: string) =>
   (await rig.tartCalls()).filter((a) => a[0] === "run" && a.at(-1) === machineName(ws));
@@ -43,7 +37,7 @@ describe("egress from a Tart guest", { skip: REAL_TART && "runs on the fake tart
     (await rig.vm(["net", "log", ws, "--json"])).records as Record<string, unknown>[];
 
   before(async () => {
-    npm = await registry();
+    npm = await npmRegistry();
     server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
       () => new Response("HOST-LOOPBACK-SECRET"),
